@@ -68,6 +68,7 @@ RESERVED_ATTRIBUTES = frozenset(
         "actor_type",
         "expires_at",
         "version",
+        "rev",
         "is_deleted",
         "source",
     }
