@@ -34,8 +34,8 @@ __all__ = [
 
 # Plain data DynamoDB and JSON can both hold. Sets must be non-empty and of one kind.
 AttributeValue: TypeAlias = (
-    "str | int | float | Decimal | bool | None | list[AttributeValue] "
-    "| dict[str, AttributeValue] | set[str] | set[int | float | Decimal]"
+    "str | int | float | Decimal | bool | list[AttributeValue]"
+    " | dict[str, AttributeValue] | set[str] | set[int | float | Decimal] | None"
 )
 Attributes: TypeAlias = "dict[str, AttributeValue]"
 
@@ -132,13 +132,14 @@ class Activity:
                 "attributes",
                 f"<{size} bytes>",
                 f"the activity is {size} bytes, over DynamoDB's item limit of "
-                f"{MAX_ITEM_BYTES} bytes; store large payloads elsewhere and keep a reference",
+                f"{MAX_ITEM_BYTES} bytes (400 KB); store large payloads elsewhere and keep a reference",
             )
 
     @property
     def attributes(self) -> Attributes:
         """A copy of the attributes (the activity itself stays unchanged)."""
-        return _copy(self._attributes)  # type: ignore[return-value]
+        copied: Attributes = _copy(self._attributes)
+        return copied
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Activity is immutable; use with_attributes() (tried to set {name})")
@@ -309,13 +310,13 @@ def check_attributes(value: Mapping[str, Any] | None) -> Attributes:
 
 def _check_value(field: str, value: Any, depth: int) -> AttributeValue:
     if value is None or isinstance(value, bool):
-        return value  # type: ignore[no-any-return]
+        return value
     if isinstance(value, str):
         _utf8_len(field, value)
         return value
     if isinstance(value, int | float | Decimal):
         _check_number(field, value)
-        return value  # type: ignore[no-any-return]
+        return value
     if depth > MAX_DEPTH:
         raise InvalidActivity(field, "...", f"nests deeper than {MAX_DEPTH} levels")
     if isinstance(value, Mapping):
@@ -350,7 +351,8 @@ def _check_number(field: str, value: int | float | Decimal) -> None:
     magnitude = abs(number)
     if magnitude and (magnitude >= _NUMBER_MAX or magnitude < _NUMBER_MIN):
         raise InvalidActivity(field, value, "numbers must lie within 1e-130 .. 1e126 in magnitude")
-    if len(number.normalize().as_tuple().digits) > 38:
+    digits = "".join(map(str, number.as_tuple().digits)).strip("0")  # no context rounding
+    if len(digits) > 38:
         raise InvalidActivity(field, value, "numbers may have at most 38 significant digits")
 
 

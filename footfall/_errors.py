@@ -47,9 +47,7 @@ class InvalidActivity(FootfallError, ValueError):
     given, `.rule` what it must satisfy and `.index` its position when it came in a batch.
     """
 
-    def __init__(
-        self, field: str, value: object, rule: str, *, index: int | None = None
-    ) -> None:
+    def __init__(self, field: str, value: object, rule: str, *, index: int | None = None) -> None:
         self.field = field
         self.value = value
         self.rule = rule

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
@@ -45,7 +45,9 @@ class ClickHouseTarget:
         if self.mode == "embedded":
             return f"ClickHouseTarget(embedded, path={self.path})"
         scheme = "https" if self.secure else "http"
-        return f"ClickHouseTarget({scheme}://{self.username}@{self.host}:{self.port}/{self.database})"
+        return (
+            f"ClickHouseTarget({scheme}://{self.username}@{self.host}:{self.port}/{self.database})"
+        )
 
     __str__ = __repr__
 
@@ -104,10 +106,13 @@ def parse_kafka_url(url: str) -> KafkaTarget:
 
 
 def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@", 1)
-    return url
+    """The URL with any password replaced by ***."""
+    netloc = urlsplit(url).netloc
+    if "@" not in netloc:
+        return url
+    userinfo, _, host = netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return url.replace(netloc, f"{user}:***@{host}", 1)
 
 
 class Settings(BaseSettings):
@@ -143,21 +148,21 @@ class Settings(BaseSettings):
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected {DYNAMODB_FORM}")
+            raise ValueError(DYNAMODB_FORM)
         return value.rstrip("/")
 
     @field_validator("table")
     @classmethod
     def _check_table(cls, value: str) -> str:
         if not _TABLE_NAME.match(value):
-            raise ValueError("expected 3-255 characters of A-Z a-z 0-9 _ . -")
+            raise ValueError("3-255 characters of A-Z a-z 0-9 _ . -")
         return value
 
     @field_validator("topic_prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:
         if not _TOPIC_PREFIX.match(value):
-            raise ValueError("expected 1-200 characters of A-Z a-z 0-9 _ . -")
+            raise ValueError("1-200 characters of A-Z a-z 0-9 _ . -")
         return value
 
     @field_validator("clickhouse_url")
@@ -173,6 +178,10 @@ class Settings(BaseSettings):
             return None
         parse_kafka_url(value)
         return value
+
+    def __repr_args__(self) -> Any:  # repr() and str() never show a password
+        for name, value in super().__repr_args__():
+            yield name, _redact(value) if name == "clickhouse_url" and value else value
 
     @property
     def clickhouse(self) -> ClickHouseTarget:
@@ -202,4 +211,7 @@ def load_settings(**overrides: object) -> Settings:
         expected = str(cause) if isinstance(cause, ConfigError) else error["msg"]
         if isinstance(cause, ConfigError):
             expected = cause.expected
-        raise ConfigError(name, error.get("input"), expected.removeprefix("Value error, ")) from exc
+        value = error.get("input")
+        if isinstance(value, str) and "://" in value:
+            value = _redact(value)
+        raise ConfigError(name, value, expected.removeprefix("Value error, ")) from exc

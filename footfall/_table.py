@@ -2,11 +2,12 @@
 
 One table serves every access pattern of DESIGN.md with single Query calls:
 
-| what | index | partition key | sort key |
-|---|---|---|---|
-| an actor's activities by time | table | `actor` | `sk` = `<ts ms, 13 digits>#<event_id>` |
-| an actor's activities of one type | GSI `by_actor_type` | `actor_type` = `<actor>#<type>` | `sk` |
-| activities of a type on a target | GSI `by_type_target` | `type_target` = `<type>#<target>#<shard>` | `sk` |
+- an actor's activities by time: the table, key `actor`, sort key
+  `sk` = `<ts in ms, 13 digits>#<event_id>`;
+- an actor's activities of one type: GSI `by_actor_type`, key `actor_type` = `<actor>#<type>`,
+  sort key `sk`;
+- activities of a type on a target: GSI `by_type_target`, key
+  `type_target` = `<type>#<target>#<shard>`, sort key `sk`.
 
 The target index is write-sharded: `shard` is a stable hash of `event_id` modulo the table's shard
 count, so a hot target spreads over `target_shards` partitions and readers fan out and merge.
@@ -48,8 +49,19 @@ TYPE_TARGET_INDEX: Final = "by_type_target"
 ACTOR_TYPE_INDEX: Final = "by_actor_type"
 TTL_ATTRIBUTE: Final = "expires_at"
 META_FIELDS: Final = frozenset(
-    {"actor", "sk", "type", "target", "ts", "event_id", "attributes", "rev", "type_target",
-     "actor_type", TTL_ATTRIBUTE}
+    {
+        "actor",
+        "sk",
+        "type",
+        "target",
+        "ts",
+        "event_id",
+        "attributes",
+        "rev",
+        "type_target",
+        "actor_type",
+        TTL_ATTRIBUTE,
+    }
 )
 
 

@@ -1,0 +1,369 @@
+"""The DynamoDB adapter: the only module that talks to boto3 for the activity table.
+
+It speaks footfall's types outward: plain-Python items in (see `footfall._table`), footfall errors
+out. botocore's errors are translated here, by their error code, never by message text.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import boto3
+import botocore.config
+import botocore.exceptions
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from ._errors import ConfigError, FootfallError, StoreError, StoreThrottled, StoreUnavailable
+from ._settings import Settings
+from ._table import TTL_ATTRIBUTE, table_definition
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+__all__ = ["BatchOutcome", "DynamoDB", "translate_error"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STORE = "DynamoDB"
+BATCH_WRITE_LIMIT = 25
+BATCH_GET_LIMIT = 100
+_THROTTLING = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "LimitExceededException",
+    }
+)
+_UNAVAILABLE = frozenset({"InternalServerError", "ServiceUnavailable", "InternalFailure"})
+_CONNECTION = (
+    botocore.exceptions.EndpointConnectionError,
+    botocore.exceptions.ConnectionClosedError,
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ConnectionError,
+)
+
+
+def translate_error(exc: Exception, *, table: str = "") -> FootfallError:
+    """The footfall error for a botocore error, classified by its code."""
+    if isinstance(exc, FootfallError):
+        return exc
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        message = str(error.get("Message", ""))
+        if code in _THROTTLING:
+            return StoreThrottled(STORE, f"throttled ({code}); slow down", code=code)
+        if code in _UNAVAILABLE or status >= 500:
+            return StoreUnavailable(STORE, f"server error {code}: {message}", code=code)
+        if code == "ResourceNotFoundException":
+            return StoreError(
+                STORE,
+                f"table {table!r} not found; create it with `footfall table create` "
+                "or check FOOTFALL_TABLE and FOOTFALL_DYNAMODB_ENDPOINT",
+                code=code,
+            )
+        return StoreError(STORE, f"{code}: {message}", code=code)
+    if isinstance(exc, _CONNECTION):
+        return StoreUnavailable(
+            STORE,
+            f"cannot reach DynamoDB ({type(exc).__name__}); is the endpoint up? "
+            "(`footfall services up` starts DynamoDB Local)",
+            code=type(exc).__name__,
+        )
+    if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.NoRegionError):
+        return ConfigError(
+            "AWS credentials", None, "credentials from the AWS chain (env, profile, role)"
+        )
+    return StoreError(STORE, f"{type(exc).__name__}: {exc}", code=type(exc).__name__)
+
+
+@dataclass(slots=True)
+class BatchOutcome:
+    """What one chunk of a batch write did: indices written and `(index, reason)` failures."""
+
+    written: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
+    retries: int = 0
+
+
+class DynamoDB:
+    """The activity table on DynamoDB (AWS, DynamoDB Local, or any compatible endpoint)."""
+
+    def __init__(self, settings: Settings, *, client: DynamoDBClient | None = None) -> None:
+        self.settings = settings
+        self.table = settings.table
+        self.client: DynamoDBClient = client or make_client(settings)
+        self._ser = TypeSerializer()
+        self._de = TypeDeserializer()
+
+    # -- table -------------------------------------------------------------------------------
+
+    def ensure_table(self, *, wait_s: float = 60.0) -> bool:
+        """Create the table (and enable TTL when retention is set); True if it was created."""
+        created = False
+        try:
+            self._call(self.client.create_table, **table_definition(self.table))
+            created = True
+            log.info("created DynamoDB table %s", self.table)
+        except StoreError as exc:
+            if exc.code != "ResourceInUseException":
+                raise
+        self._wait_active(wait_s)
+        if self.settings.ttl_days is not None:
+            self._enable_ttl()
+        return created
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._call(self.client.describe_table, TableName=self.table)["Table"])
+
+    def _wait_active(self, wait_s: float) -> None:
+        deadline = time.monotonic() + wait_s
+        while True:
+            status = self.describe().get("TableStatus")
+            if status == "ACTIVE":
+                return
+            if time.monotonic() > deadline:
+                raise StoreUnavailable(STORE, f"table {self.table} still {status} after {wait_s}s")
+            time.sleep(0.2)
+
+    def _enable_ttl(self) -> None:
+        current = self._call(self.client.describe_time_to_live, TableName=self.table)
+        if current["TimeToLiveDescription"].get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
+            return
+        self._call(
+            self.client.update_time_to_live,
+            TableName=self.table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL_ATTRIBUTE},
+        )
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def put_new(self, item: dict[str, Any]) -> bool:
+        """Put an item unless its key exists; False when it did (a no-op, not a second item)."""
+        try:
+            self._call(
+                self.client.put_item,
+                TableName=self.table,
+                Item=self._serialize(item),
+                ConditionExpression="attribute_not_exists(sk)",
+            )
+        except StoreError as exc:
+            if exc.code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def existing_keys(self, keys: Sequence[dict[str, str]]) -> set[tuple[str, str]]:
+        """Which of these `{actor, sk}` keys are stored (BatchGetItem, 100 keys a call)."""
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(keys), BATCH_GET_LIMIT):
+            pending: list[dict[str, Any]] = [
+                self._serialize(k) for k in keys[start : start + BATCH_GET_LIMIT]
+            ]
+            attempt = 0
+            while pending:
+                response = self._call(
+                    self.client.batch_get_item,
+                    RequestItems={
+                        self.table: {
+                            "Keys": pending,
+                            "ProjectionExpression": "actor, sk",
+                            "ConsistentRead": True,
+                        }
+                    },
+                )
+                for raw in response.get("Responses", {}).get(self.table, []):
+                    found.add((raw["actor"]["S"], raw["sk"]["S"]))
+                unprocessed = response.get("UnprocessedKeys", {}).get(self.table)
+                pending = list(unprocessed["Keys"]) if unprocessed else []
+                if pending:
+                    attempt += 1
+                    _sleep_backoff(attempt)
+        return found
+
+    def batch_put(
+        self,
+        items: Sequence[tuple[int, dict[str, Any]]],
+        *,
+        max_attempts: int = 10,
+    ) -> BatchOutcome:
+        """Write up to 25 `(index, item)` pairs with BatchWriteItem.
+
+        UnprocessedItems and transient errors are retried with exponential backoff and jitter
+        up to `max_attempts`; what is still unwritten then is returned as failed, with why.
+        """
+        outcome = BatchOutcome()
+        by_key = {(item["actor"], item["sk"]): index for index, item in items}
+        pending: list[Any] = [{"PutRequest": {"Item": self._serialize(item)}} for _, item in items]
+        attempt = 0
+        last_reason = ""
+        while pending:
+            try:
+                response = self.client.batch_write_item(RequestItems={self.table: pending})
+            except Exception as exc:
+                error = translate_error(exc, table=self.table)
+                if not error.transient:
+                    outcome.failed.extend((by_key[_key_of(r)], str(error)) for r in pending)
+                    return outcome
+                last_reason = str(error)
+                unprocessed = pending
+            else:
+                unprocessed = list[Any](response.get("UnprocessedItems", {}).get(self.table, []))
+                last_reason = "left unprocessed by DynamoDB (throughput exceeded)"
+            done = {_key_of(r) for r in pending} - {_key_of(r) for r in unprocessed}
+            outcome.written.extend(by_key[k] for k in done)
+            pending = unprocessed
+            if not pending:
+                break
+            attempt += 1
+            if attempt >= max_attempts:
+                reason = f"{last_reason}; gave up after {attempt} attempts"
+                outcome.failed.extend((by_key[_key_of(r)], reason) for r in pending)
+                break
+            outcome.retries += 1
+            log.debug("retrying %d unprocessed items (attempt %d)", len(pending), attempt)
+            _sleep_backoff(attempt)
+        return outcome
+
+    def update_attributes(
+        self, key: dict[str, str], changes: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Set attributes of a stored item and bump its `rev`; None if the item is not stored."""
+        names = {"#a": "attributes", "#rev": "rev"}
+        values: dict[str, Any] = {":one": 1}
+        sets = []
+        for i, (name, value) in enumerate(changes.items()):
+            names[f"#k{i}"] = name
+            values[f":v{i}"] = value
+            sets.append(f"#a.#k{i} = :v{i}")
+        try:
+            response = self._call(
+                self.client.update_item,
+                TableName=self.table,
+                Key=self._serialize(key),
+                UpdateExpression="SET " + ", ".join(sets) + " ADD #rev :one",
+                ConditionExpression="attribute_exists(sk)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=self._serialize(values),
+                ReturnValues="ALL_NEW",
+            )
+        except StoreError as exc:
+            if exc.code == "ConditionalCheckFailedException":
+                return None
+            raise
+        return self._deserialize(response["Attributes"])
+
+    def delete(self, key: dict[str, str]) -> bool:
+        """Delete a stored item; False if it was not stored."""
+        try:
+            self._call(
+                self.client.delete_item,
+                TableName=self.table,
+                Key=self._serialize(key),
+                ConditionExpression="attribute_exists(sk)",
+            )
+        except StoreError as exc:
+            if exc.code == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def query(
+        self,
+        *,
+        key_name: str,
+        key_value: str,
+        sk_between: tuple[str, str] | None = None,
+        index: str | None = None,
+        newest_first: bool = True,
+        limit: int | None = None,
+        page_size: int = 500,
+    ) -> Iterator[dict[str, Any]]:
+        """Items of one partition in sort-key order, pages fetched lazily; one Query per page."""
+        names = {"#pk": key_name}
+        values: dict[str, Any] = {":pk": key_value}
+        condition = "#pk = :pk"
+        if sk_between is not None:
+            names["#sk"] = "sk"
+            values[":lo"], values[":hi"] = sk_between
+            condition += " AND #sk BETWEEN :lo AND :hi"
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": self._serialize(values),
+            "ScanIndexForward": not newest_first,
+        }
+        if index:
+            request["IndexName"] = index
+        remaining = limit
+        while True:
+            request["Limit"] = page_size if remaining is None else min(page_size, remaining)
+            response = self._call(self.client.query, **request)
+            for raw in response.get("Items", []):
+                yield self._deserialize(raw)
+            if remaining is not None:
+                remaining -= len(response.get("Items", []))
+                if remaining <= 0:
+                    return
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return
+            request["ExclusiveStartKey"] = last
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _call(self, method: Callable[..., T], **kwargs: Any) -> T:
+        try:
+            return method(**kwargs)
+        except Exception as exc:
+            raise translate_error(exc, table=self.table) from exc
+
+    def _serialize(self, item: dict[str, Any]) -> dict[str, Any]:
+        ser = self._ser.serialize
+        return {k: ser(v) for k, v in item.items()}
+
+    def _deserialize(self, raw: dict[str, Any]) -> dict[str, Any]:
+        de = self._de.deserialize
+        return {k: de(v) for k, v in raw.items()}
+
+
+def make_client(settings: Settings) -> DynamoDBClient:
+    """A boto3 DynamoDB client for the settings (thread-safe; share it across threads)."""
+    config = botocore.config.Config(
+        retries={"mode": "standard", "max_attempts": 4},
+        max_pool_connections=max(10, settings.write_concurrency * 2),
+        connect_timeout=5,
+        read_timeout=30,
+    )
+    session = boto3.session.Session(region_name=settings.region)
+    kwargs: dict[str, Any] = {"config": config}
+    if settings.dynamodb_endpoint:
+        kwargs["endpoint_url"] = settings.dynamodb_endpoint
+        if session.get_credentials() is None:
+            # DynamoDB Local accepts any letters-and-digits key; AWS itself never gets these.
+            kwargs["aws_access_key_id"] = "footfalllocal"
+            kwargs["aws_secret_access_key"] = "footfall-local"
+    return session.client("dynamodb", **kwargs)
+
+
+def _key_of(request: dict[str, Any]) -> tuple[str, str]:
+    item = request["PutRequest"]["Item"]
+    return item["actor"]["S"], item["sk"]["S"]
+
+
+def _sleep_backoff(attempt: int, *, base: float = 0.05, cap: float = 2.0) -> None:
+    """Full-jitter exponential backoff (AWS architecture blog's recommendation)."""
+    time.sleep(random.uniform(0, min(cap, base * 2**attempt)))
