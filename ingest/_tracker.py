@@ -76,12 +76,16 @@ class Tracker:
         self,
         actor: str,
         target: str,
+        /,
         *,
         at: datetime | None = None,
         event_id: str | None = None,
         **attributes: Any,
     ) -> Activity:
         """Record that `actor` did this tracker's activity on `target`; returns the Activity.
+
+        `at` is when it happened (default: now, timezone-aware), `event_id` its identity
+        (default: a fresh ULID); every other keyword argument is an attribute.
 
         Recording the same `event_id` again stores nothing new and returns the activity given.
         """

@@ -60,7 +60,7 @@ class ScriptedClient:
         self.script = script
         self.calls: list[int] = []
 
-    def batch_write_item(self, RequestItems: dict[str, list[Any]]) -> dict[str, Any]:  # noqa: N803
+    def batch_write_item(self, RequestItems: dict[str, list[Any]]) -> dict[str, Any]:
         ((table, requests),) = RequestItems.items()
         self.calls.append(len(requests))
         step = self.script.pop(0) if self.script else 0
