@@ -1,0 +1,110 @@
+"""The `footfall` command line. The CLI owns user-facing output (rich); libraries only log."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from ._errors import ConfigError, FootfallError
+from ._settings import Settings, load_settings
+
+__all__ = ["app", "main"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+err = Console(stderr=True)
+
+app = typer.Typer(
+    name="footfall",
+    help="Activity store: point lookups in DynamoDB, analytics in ClickHouse.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+table_app = typer.Typer(help="The DynamoDB activity table.", no_args_is_help=True)
+app.add_typer(table_app, name="table")
+
+
+def friendly(func: F) -> F:
+    """Turn footfall's errors into a one-line message and exit code (2: config, 1: other)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            err.print(f"[bold red]configuration error:[/] {exc}")
+            raise typer.Exit(2) from None
+        except FootfallError as exc:
+            err.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def settings_from_cli() -> Settings:
+    return load_settings()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG level.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print footfall's version."""
+    from . import __version__
+
+    typer.echo(__version__)
+
+
+@table_app.command("create")
+@friendly
+def table_create() -> None:
+    """Create the activity table (GSIs, Streams, TTL when FOOTFALL_TTL_DAYS is set)."""
+    from ._dynamodb import DynamoDB
+
+    settings = settings_from_cli()
+    created = DynamoDB(settings).ensure_table()
+    state = "created" if created else "already exists"
+    err.print(f"table [bold]{settings.table}[/] {state}")
+
+
+@app.command()
+@friendly
+def demo(
+    size: Annotated[int, typer.Option(help="How many synthetic activities to record.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 7,
+) -> None:
+    """Record synthetic activity and read it back (starts DynamoDB Local if none is set)."""
+    from ._cli_demo import run_demo
+
+    run_demo(settings_from_cli(), size=size, seed=seed)
+
+
+def _add_optional_apps() -> None:
+    from ._cli_services import services_app
+
+    app.add_typer(services_app, name="services")
+
+
+_add_optional_apps()
+
+
+def main() -> None:
+    try:
+        app()
+    except ConfigError as exc:  # raised while reading settings before a command runs
+        err.print(f"[bold red]configuration error:[/] {exc}")
+        sys.exit(2)
