@@ -202,3 +202,28 @@ def kafka_broker(
         yield from _kafka_container()
     else:
         yield from _local(tmp_path_factory, "kafka")
+
+
+@pytest.fixture(scope="session")
+def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The one embedded chDB directory of this test session (`chdb:///...`).
+
+    chDB opens one directory per process at a time: every in-process test shares this one and
+    isolates itself with a fresh database.
+    """
+    return "chdb://" + str(tmp_path_factory.mktemp("chdb").resolve())
+
+
+@pytest.fixture(scope="session")
+def clickhouse_url(
+    _session_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """`http://host:port/db` of a ClickHouse server that several processes can share.
+
+    A server named by FOOTFALL_CLICKHOUSE_URL (http or https) wins; else footfall's own
+    ClickHouse HTTP server over chDB runs as a local process for the session.
+    """
+    if _session_settings.clickhouse.mode == "server":
+        yield _session_settings.clickhouse_url
+    else:
+        yield from _local(tmp_path_factory, "clickhouse")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
@@ -99,58 +98,14 @@ class Engine:
         return connect(load_settings(clickhouse_url=self.url), database=database)
 
 
-@pytest.fixture(scope="session")
-def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The one chDB directory of this test session (`chdb:///...`)."""
-    return "chdb://" + str(tmp_path_factory.mktemp("chdb").resolve())
-
-
-def _server(base: Path) -> tuple[subprocess.Popen[str], str]:
-    log = (base / "server.log").open("a")
-    with log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "footfall.services._clickhouse_http",
-                *("--path", str(base / "chdb")),
-                *("--port", "0"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
-    assert process.stdout is not None
-    line = process.stdout.readline()  # "clickhouse-http listening on http://127.0.0.1:N (...)"
-    if "http://" not in line:
-        process.kill()
-        process.wait(30)
-        pytest.fail(
-            f"the ClickHouse HTTP server did not start: {(base / 'server.log').read_text()}"
-        )
-    address = line.split("http://", 1)[1].split(" ", 1)[0]
-    return process, f"http://{address}/default"
-
-
 @pytest.fixture(scope="session", params=["embedded", "server"])
-def engine(
-    request: pytest.FixtureRequest, chdb_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Engine]:
-    process = None
-    url = chdb_url
-    if request.param == "server":
-        pytest.importorskip("footfall.services._clickhouse_http")
-        process, url = _server(tmp_path_factory.mktemp("clickhouse_http"))
+def engine(request: pytest.FixtureRequest, chdb_url: str) -> Iterator[Engine]:
+    url = chdb_url if request.param == "embedded" else request.getfixturevalue("clickhouse_url")
     admin = connect(load_settings(clickhouse_url=url))
     try:
         yield Engine(request.param, url, admin)
     finally:
         admin.close()
-        if process is not None:
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(30) == 0
-            assert process.stdout is not None
-            process.stdout.close()
 
 
 @pytest.fixture
@@ -192,6 +147,9 @@ def test_migrate_applies_every_file_once(blank: ClickHouse) -> None:
         "activities_daily": "View",
         "activities_daily_rows": "ReplacingMergeTree",
         "footfall_migrations": "ReplacingMergeTree",
+        "sync_checkpoints": "ReplacingMergeTree",
+        "sync_dead_letters": "MergeTree",
+        "sync_trimmed_ranges": "ReplacingMergeTree",
     }
 
 
@@ -199,7 +157,7 @@ def test_migrate_refuses_a_changed_applied_file(blank: ClickHouse, tmp_path: Pat
     folder = tmp_path / "migrations"
     shutil.copytree(sql_root() / "migrations", folder)
     migrate(blank, directory=folder)
-    (folder / "0003_later.sql").write_text("CREATE TABLE later (x UInt8) ENGINE = Memory")
+    (folder / "9999_later.sql").write_text("CREATE TABLE later (x UInt8) ENGINE = Memory")
     first = sorted(folder.glob("*.sql"))[0]
     first.write_text(first.read_text() + "\n-- edited after it was applied\n")
 

@@ -1,0 +1,235 @@
+"""The DynamoDB Streams relay: read every shard in order, hand the changes on, checkpoint after.
+
+`StreamRelay.poll()` reads each readable shard once (parents before children, see `_lineage`),
+decodes the records (`_decode`) and returns one `ShardRead` per shard with records. The runner
+makes them durable in the next stage (Kafka `footfall.cdc` in the worker, ClickHouse in the
+embedded runner) and only then calls `relay.commit(read)`, which stores the shard's checkpoint.
+A crash in between re-reads the same records after restart: at least once, never a gap.
+
+Iterators expire after 15 minutes: an expired one is reopened after the last sequence number
+handed out. A checkpoint older than the stream's 24 h trim horizon raises
+`TrimmedDataAccessException`: the range is logged at ERROR, stored as a `TrimmedRange` for the
+repair path, and reading resumes at TRIM_HORIZON.
+
+This module and `_decode` are the only places in `sync` that touch boto3.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from footfall._dynamodb import make_client, make_streams_client, translate_error
+from footfall._errors import StoreError
+from footfall._settings import Settings
+
+from ._decode import Change, Poison, Retention, RowChange, Skip, decode_stream_record
+from ._lineage import IteratorStart, TrimmedRange, parse_shards, plan_reads
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
+
+__all__ = ["CheckpointStore", "ShardRead", "StreamRelay", "stream_arn_of"]
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointStore(Protocol):
+    """Durable relay state: the last sequence number per shard handed on, and lost ranges."""
+
+    def load(self, stream_arn: str) -> dict[str, str]: ...
+
+    def save(self, stream_arn: str, shard_id: str, sequence_number: str) -> None: ...
+
+    def record_trimmed(self, stream_arn: str, trimmed: TrimmedRange) -> None: ...
+
+
+@dataclass(slots=True)
+class ShardRead:
+    """What one `get_records` call on one shard produced, in stream order."""
+
+    shard_id: str
+    changes: list[Change]
+    last_sequence: str | None  # checkpoint to store once the changes are durable
+    drained: bool  # the shard is closed and read to its end
+
+    @property
+    def rows(self) -> list[RowChange]:
+        return [c for c in self.changes if isinstance(c, RowChange)]
+
+    @property
+    def poison(self) -> list[Poison]:
+        return [c for c in self.changes if isinstance(c, Poison)]
+
+
+@dataclass(slots=True)
+class RelayStats:
+    records: int = 0
+    rows: int = 0
+    retention: int = 0
+    skipped: int = 0
+    poison: int = 0
+    trimmed: list[TrimmedRange] = field(default_factory=list)
+
+
+def stream_arn_of(settings: Settings) -> str:
+    """The table's current stream ARN (raises StoreError if the table has no stream)."""
+    client = make_client(settings)
+    try:
+        table = client.describe_table(TableName=settings.table)["Table"]
+    except Exception as exc:
+        raise translate_error(exc, table=settings.table) from exc
+    arn = table.get("LatestStreamArn")
+    if not arn:
+        raise StoreError(
+            "DynamoDB",
+            f"table {settings.table} has no stream; create it with footfall",
+            code="NoStream",
+        )
+    return str(arn)
+
+
+class StreamRelay:
+    """Reads a table's stream shard by shard; the runner hands changes on and commits."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        checkpoints: CheckpointStore,
+        *,
+        stream_arn: str | None = None,
+        batch_limit: int = 1000,
+        client: DynamoDBStreamsClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stream_arn = stream_arn or stream_arn_of(settings)
+        self.checkpoints = checkpoints
+        self.batch_limit = batch_limit
+        self.client: DynamoDBStreamsClient = client or make_streams_client(settings)
+        self._committed: dict[str, str] = dict(checkpoints.load(self.stream_arn))
+        self._iterators: dict[str, str] = {}  # shard -> next iterator
+        self._handed: dict[str, str] = {}  # shard -> last sequence handed out (not committed)
+        self._drained: set[str] = set()
+        self._pending_trim: dict[str, TrimmedRange] = {}
+        self.stats = RelayStats()
+
+    def poll(self) -> list[ShardRead]:
+        """One round: one `get_records` per readable shard; only shards with news are returned."""
+        plan = plan_reads(
+            self._list_shards(),
+            drained=self._drained,
+            checkpoints=self._committed,
+            now=datetime.now(UTC),
+        )
+        for lost in plan.vanished:
+            self._report_trimmed(lost)
+            self._committed.pop(lost.shard_id, None)
+        for shard_id in plan.forgettable:
+            self._drained.discard(shard_id)
+            self._iterators.pop(shard_id, None)
+        reads = []
+        for start in plan.readable:
+            read = self._read(start)
+            if read.changes or read.drained:
+                reads.append(read)
+        return reads
+
+    def commit(self, read: ShardRead) -> None:
+        """The changes of `read` are durable downstream: store the shard's checkpoint."""
+        if read.last_sequence is not None:
+            self.checkpoints.save(self.stream_arn, read.shard_id, read.last_sequence)
+            self._committed[read.shard_id] = read.last_sequence
+        if read.drained:
+            self._drained.add(read.shard_id)
+            self._iterators.pop(read.shard_id, None)
+
+    def drain(self) -> Iterator[ShardRead]:
+        """Rounds until a round finds nothing new (for tests, backfill hand-over and demos)."""
+        while True:
+            reads = self.poll()
+            if not reads:
+                return
+            yield from reads
+
+    # -- I/O ---------------------------------------------------------------------------------
+
+    def _list_shards(self) -> list[Any]:
+        shards: list[Any] = []
+        request: dict[str, Any] = {"StreamArn": self.stream_arn}
+        while True:
+            description = self._call("describe_stream", **request)["StreamDescription"]
+            shards.extend(description.get("Shards", []))
+            last = description.get("LastEvaluatedShardId")
+            if not last:
+                return list(parse_shards(shards))
+            request["ExclusiveStartShardId"] = last
+
+    def _read(self, start: IteratorStart) -> ShardRead:
+        shard_id = start.shard_id
+        iterator = self._iterators.get(shard_id) or self._open(start)
+        try:
+            response = self._call("get_records", ShardIterator=iterator, Limit=self.batch_limit)
+        except StoreError as exc:
+            if exc.code != "ExpiredIteratorException":
+                raise
+            log.info("iterator of shard %s expired; reopening after its last record", shard_id)
+            self._iterators.pop(shard_id, None)
+            response = self._call(
+                "get_records", ShardIterator=self._open(start), Limit=self.batch_limit
+            )
+        records = response.get("Records", [])
+        next_iterator = response.get("NextShardIterator")
+        if next_iterator:
+            self._iterators[shard_id] = next_iterator
+        changes = [decode_stream_record(r, shard_id=shard_id) for r in records]
+        last = str(records[-1]["dynamodb"]["SequenceNumber"]) if records else None
+        if last is not None:
+            self._handed[shard_id] = last
+            if shard_id in self._pending_trim:
+                first = str(records[0]["dynamodb"]["SequenceNumber"])
+                self._report_trimmed(self._pending_trim.pop(shard_id).until(first))
+        self._count(changes)
+        return ShardRead(shard_id, changes, last, drained=next_iterator is None)
+
+    def _open(self, start: IteratorStart) -> str:
+        """A fresh iterator: after what was handed out (or committed), else TRIM_HORIZON."""
+        after = self._handed.get(start.shard_id) or self._committed.get(start.shard_id)
+        request = IteratorStart(start.shard_id, "AFTER_SEQUENCE_NUMBER", after) if after else start
+        try:
+            response = self._call("get_shard_iterator", **request.request(self.stream_arn))
+        except StoreError as exc:
+            if exc.code != "TrimmedDataAccessException":
+                raise
+            self._pending_trim[start.shard_id] = TrimmedRange(
+                start.shard_id, after, datetime.now(UTC)
+            )
+            horizon = IteratorStart(start.shard_id, "TRIM_HORIZON")
+            response = self._call("get_shard_iterator", **horizon.request(self.stream_arn))
+        return str(response["ShardIterator"])
+
+    def _report_trimmed(self, trimmed: TrimmedRange) -> None:
+        log.error("DATA LOSS IN THE STREAM: %s", trimmed.describe())
+        self.stats.trimmed.append(trimmed)
+        self.checkpoints.record_trimmed(self.stream_arn, trimmed)
+
+    def _count(self, changes: list[Change]) -> None:
+        stats = self.stats
+        stats.records += len(changes)
+        for change in changes:
+            if isinstance(change, RowChange):
+                stats.rows += 1
+            elif isinstance(change, Retention):
+                stats.retention += 1
+            elif isinstance(change, Skip):
+                stats.skipped += 1
+            else:
+                stats.poison += 1
+
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except Exception as exc:
+            raise translate_error(exc) from exc
