@@ -132,7 +132,8 @@ class Activity:
                 "attributes",
                 f"<{size} bytes>",
                 f"the activity is {size} bytes, over DynamoDB's item limit of "
-                f"{MAX_ITEM_BYTES} bytes (400 KB); store large payloads elsewhere and keep a reference",
+                f"{MAX_ITEM_BYTES} bytes (400 KB); store large payloads elsewhere "
+                "and keep a reference",
             )
 
     @property

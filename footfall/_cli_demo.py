@@ -79,10 +79,11 @@ def run_demo(settings: Settings, *, size: int, seed: int) -> None:
         hot_target, hot_count = Counter(a.target for a in by_type["store-pageviews"]).most_common(
             1
         )[0]
-        end = max(a.ts for a in activities) + timedelta(milliseconds=1)
-        start = end - timedelta(days=1)
+        until = max(a.ts for a in activities) + timedelta(milliseconds=1)
         t0 = time.perf_counter()
-        recent = trackers["store-pageviews"].view_activity(hot_target, start, end)
+        recent = trackers["store-pageviews"].view_activity(
+            hot_target, until - timedelta(days=1), until
+        )
         took = (time.perf_counter() - t0) * 1000
         table = Table(
             title=f"view_activity('{hot_target}', last 24h): {len(recent)} pageviews, "
