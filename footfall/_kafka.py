@@ -13,7 +13,7 @@ import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     KafkaConnectionError,
@@ -105,6 +105,39 @@ class KafkaBridge:
                 log.info("created Kafka topics %s (%d partitions)", missing, partitions)
             return missing
         finally:
+            await admin.close()
+
+    def group_lag(self, group: str, topics: Sequence[str]) -> dict[str, int | None]:
+        """Per topic: messages the consumer group has not committed yet (None: topic missing)."""
+        return self.run(self._group_lag(group, list(topics)))
+
+    async def _group_lag(self, group: str, topics: list[str]) -> dict[str, int | None]:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.target.bootstrap, client_id=self.client_id
+        )
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.target.bootstrap, client_id=self.client_id
+        )
+        await admin.start()
+        await consumer.start()
+        try:
+            committed = await admin.list_consumer_group_offsets(group)
+            existing = await consumer.topics()
+            lag: dict[str, int | None] = {}
+            for topic in topics:
+                if topic not in existing:
+                    lag[topic] = None
+                    continue
+                partitions = consumer.partitions_for_topic(topic) or set()
+                tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+                ends = await consumer.end_offsets(tps)
+                lag[topic] = sum(
+                    end - max(committed[tp].offset, 0) if tp in committed else end
+                    for tp, end in ends.items()
+                )
+            return lag
+        finally:
+            await consumer.stop()
             await admin.close()
 
     def producer(self) -> AIOKafkaProducer:

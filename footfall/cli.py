@@ -93,13 +93,16 @@ def demo(
     run_demo(settings_from_cli(), size=size, seed=seed)
 
 
-def _add_optional_apps() -> None:
+def _add_sub_apps() -> None:
     from ._cli_services import services_app
+    from ._cli_sync import migrate_command, sync_app
 
     app.add_typer(services_app, name="services")
+    app.add_typer(sync_app, name="sync")
+    app.command("migrate")(migrate_command)
 
 
-_add_optional_apps()
+_add_sub_apps()
 
 
 def main() -> None:

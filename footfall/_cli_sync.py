@@ -1,0 +1,133 @@
+"""`footfall sync ...` and `footfall migrate`: the sync worker, the embedded runner, status."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ._settings import load_settings
+from .cli import friendly
+
+__all__ = ["migrate_command", "sync_app"]
+
+out = Console()
+err = Console(stderr=True)
+sync_app = typer.Typer(
+    help="Mirror DynamoDB Streams and Kafka events into ClickHouse.", no_args_is_help=True
+)
+
+
+@friendly
+def migrate_command() -> None:
+    """Apply the ClickHouse migrations in sql/migrations (safe to run twice)."""
+    from ._clickhouse import connect
+    from ._migrate import migrate
+
+    with connect(load_settings()) as ch:
+        applied = migrate(ch)
+    err.print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none pending'}")
+
+
+@sync_app.command()
+@friendly
+def worker(
+    metrics_port: Annotated[int, typer.Option(help="Port of /metrics (0: a free one).")] = 6066,
+    max_rows: Annotated[int, typer.Option(help="Rows per ClickHouse insert at most.")] = 20_000,
+    max_wait: Annotated[float, typer.Option(help="Seconds a row may wait for its batch.")] = 0.25,
+    relay: Annotated[bool, typer.Option(help="Run the DynamoDB Streams relay (leader).")] = True,
+    loglevel: Annotated[str, typer.Option(help="Faust's log level.")] = "warning",
+) -> None:
+    """Run a Faust sync worker (more processes = more partitions in parallel)."""
+    from sync._worker import run_worker
+    from sync.app import SyncOptions
+
+    options = SyncOptions(
+        max_rows=max_rows, max_wait_s=max_wait, relay=relay, metrics_port=metrics_port
+    )
+    run_worker(load_settings(), options, loglevel=loglevel)
+
+
+@sync_app.command("run")
+@friendly
+def run(
+    embedded: Annotated[
+        bool, typer.Option("--embedded", help="Relay and sink in this process, no Kafka.")
+    ] = False,
+    once: Annotated[bool, typer.Option(help="Catch up, then exit.")] = False,
+) -> None:
+    """Run the embedded runner: DynamoDB Streams straight into ClickHouse (chDB by default)."""
+    if not embedded:
+        err.print("use `footfall sync run --embedded`, or `footfall sync worker` with Kafka")
+        raise typer.Exit(2)
+    from sync._embedded import EmbeddedSync
+
+    with EmbeddedSync(load_settings()) as runner:
+        if once:
+            err.print(f"caught up: {runner.catch_up():,} stream records mirrored")
+            return
+        done = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: done.set())
+        runner.start()
+        err.print("mirroring DynamoDB Streams into ClickHouse; Ctrl-C stops")
+        while not done.wait(1.0):
+            if runner.error is not None:
+                raise runner.error
+
+
+@sync_app.command()
+@friendly
+def status() -> None:
+    """Freshness and lag per source, relay checkpoints, lost ranges, dead letters."""
+    from sync._status import sync_status
+
+    from ._clickhouse import connect
+    from ._migrate import migrate
+
+    settings = load_settings()
+    with connect(settings) as ch:
+        migrate(ch)
+        report = sync_status(settings, ch)
+    now = datetime.now(UTC)
+    table = Table(title="footfall sync")
+    for column in ("source", "rows", "newest event", "freshness", "last write", "consumer lag"):
+        table.add_column(column, justify="right" if column != "source" else "left")
+    for s in report.sources:
+        age = f"{(now - s.newest_ingest).total_seconds():.1f}s ago" if s.newest_ingest else "-"
+        lag = "?" if s.lag_error else "-" if s.lag_messages is None else f"{s.lag_messages:,}"
+        table.add_row(
+            s.source,
+            f"{s.rows:,}",
+            s.newest_event.isoformat(timespec="milliseconds") if s.newest_event else "-",
+            f"{(now - s.newest_event).total_seconds():.1f}s" if s.newest_event else "-",
+            age,
+            lag,
+        )
+    out.print(table)
+    err.print(
+        f"relay: {report.shards_checkpointed} shard(s) checkpointed; "
+        f"{report.unrepaired_ranges} lost stream range(s) awaiting repair; "
+        f"{report.dead_letters} dead letter(s) kept in ClickHouse"
+    )
+    for s in report.sources[:1]:
+        if s.lag_error:
+            err.print(f"[yellow]consumer lag unknown:[/] {s.lag_error}")
+    for note in report.notes:
+        err.print(note)
+
+
+def _register_repair() -> None:
+    try:
+        from ._cli_repair import register  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:  # pragma: no cover - the repair commands are optional while built
+        return
+    register(sync_app)
+
+
+_register_repair()

@@ -1,0 +1,56 @@
+"""`footfall sync worker`: prepare ClickHouse and Kafka, then run the Faust worker."""
+
+from __future__ import annotations
+
+import logging
+
+from footfall._clickhouse import connect
+from footfall._errors import ConfigError
+from footfall._kafka import KafkaBridge
+from footfall._migrate import migrate
+from footfall._settings import Settings
+
+from .app import SyncOptions, create_app
+
+__all__ = ["prepare", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+def prepare(settings: Settings) -> None:
+    """Apply the ClickHouse migrations and create the topics with explicit partition counts."""
+    with connect(settings) as ch:
+        applied = migrate(ch)
+        if applied:
+            log.info("applied ClickHouse migrations %s", applied)
+    target = settings.kafka
+    if target is None:
+        raise ConfigError("FOOTFALL_KAFKA_BROKER", None, "kafka://host:port")
+    bridge = KafkaBridge(target, client_id="footfall-admin")
+    try:
+        names = [settings.topic("events"), settings.topic("cdc"), settings.topic("dlq")]
+        bridge.ensure_topics(names, partitions=settings.topic_partitions)
+    finally:
+        bridge.close()
+
+
+def run_worker(settings: Settings, options: SyncOptions, *, loglevel: str = "warning") -> None:
+    """Run a worker until it is stopped (SIGTERM / Ctrl-C stop it gracefully).
+
+    Scale out by running more workers with the same settings: Kafka spreads the partitions of
+    `footfall.cdc` and `footfall.events` over them; the relay runs on the group's leader.
+    """
+    if settings.clickhouse.mode == "embedded":
+        log.warning(
+            "the worker writes to embedded chDB at %s: only this process may use that "
+            "directory; use a ClickHouse server (FOOTFALL_CLICKHOUSE_URL=http://...) to query "
+            "while it runs or to run several workers",
+            settings.clickhouse.path,
+        )
+    prepare(settings)
+    (settings.home / "faust").mkdir(parents=True, exist_ok=True)
+    import faust
+
+    app = create_app(settings, options)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

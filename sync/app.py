@@ -1,0 +1,279 @@
+"""The Faust app: one sink agent over `footfall.cdc` + `footfall.events`, and the Streams relay.
+
+Data flow (docs/architecture.md):
+
+    DynamoDB Streams --relay (leader-only timer)--> footfall.cdc --+
+    apps --EventPublisher-----------------------> footfall.events --+--> sink agent --> ClickHouse
+                                                                    +--> footfall.dlq (poison)
+
+The sink agent consumes with manual acknowledgement (`stream.noack()`): each message is decoded
+(`_decode`), rows are cut into batches by size and age (`_batch.Batcher`) and written by the
+shared `_sink.Sink`. A message is acknowledged to Faust, which commits its offset, only when it
+and every message before it in its partition is durable (written to ClickHouse, or dead-lettered
+with an acknowledged DLQ send): acks go out in offset order (`_batch.OffsetTracker`), so Faust's
+commit never jumps a gap. ClickHouse calls are blocking and run on the default executor.
+
+The relay runs on the leader only. Per round it reads every readable shard, produces the changes
+to `footfall.cdc` keyed by actor, waits for every acknowledgement (acks=all) and only then stores
+the shards' checkpoints (`_state.ClickHouseCheckpoints`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+
+from footfall._clickhouse import ClickHouse, connect
+from footfall._errors import ConfigError, StoreError
+from footfall._settings import Settings, load_settings
+
+from ._batch import Batch, Batcher, OffsetTracker
+from ._decode import (
+    EventPosition,
+    Poison,
+    Retention,
+    Row,
+    RowChange,
+    cdc_key,
+    decode_cdc,
+    decode_event,
+    encode_cdc,
+)
+from ._metrics import SyncMetrics
+from ._sink import Sink, Source
+from ._state import ClickHouseCheckpoints
+from ._streams import StreamRelay
+
+__all__ = ["SyncOptions", "create_app"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOptions:
+    """Tuning of the worker. Defaults: large batches under load, < 0.5 s freshness when idle."""
+
+    max_rows: int = 20_000
+    max_wait_s: float = 0.25
+    relay: bool = True
+    relay_interval_s: float = 0.05
+    metrics_port: int = 6066  # Faust's web server serves /metrics here (0: pick a free port)
+
+
+@dataclass
+class _Lane:
+    """One input topic: its decoder, batcher, and the messages not yet acknowledged."""
+
+    topic: str
+    source: Source
+    decode: Callable[[bytes | None, EventPosition], Row | Poison]
+    batcher: Batcher[EventPosition]
+    tracker: OffsetTracker[EventPosition] = field(default_factory=OffsetTracker)
+    pending: dict[int, deque[Any]] = field(default_factory=dict)  # partition -> events
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def create_app(settings: Settings | None = None, options: SyncOptions | None = None) -> faust.App:
+    """The sync worker's Faust app for these settings (run it with `footfall sync worker`)."""
+    settings = settings or load_settings()
+    options = options or SyncOptions()
+    kafka = settings.kafka
+    if kafka is None:
+        raise ConfigError(
+            "FOOTFALL_KAFKA_BROKER", None, "kafka://host:port (the worker needs Kafka)"
+        )
+    app = faust.App(
+        f"{settings.topic_prefix}-sync",
+        broker=";".join(f"kafka://{server}" for server in kafka.bootstrap_servers),
+        key_serializer="raw",
+        value_serializer="raw",
+        store="memory://",
+        autodiscover=False,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        web_port=options.metrics_port,
+        web_bind="127.0.0.1",
+        web_host="127.0.0.1",
+        datadir=str(settings.home / "faust"),
+    )
+    metrics = SyncMetrics()
+    state: dict[str, Any] = {}
+    cdc_topic = app.topic(settings.topic("cdc"), value_type=bytes, internal=False)
+    dlq_topic = app.topic(settings.topic("dlq"), value_type=bytes, internal=False)
+
+    def clickhouse() -> ClickHouse:
+        if "ch" not in state:
+            state["ch"] = connect(settings)
+        ch: ClickHouse = state["ch"]
+        return ch
+
+    def sink() -> Sink:
+        if "sink" not in state:
+            state["sink"] = Sink(clickhouse(), metrics)
+        sink_: Sink = state["sink"]
+        return sink_
+
+    lanes = {
+        settings.topic("events"): _Lane(
+            settings.topic("events"),
+            "kafka",
+            lambda v, p: decode_event(v, partition=p.partition, offset=p.offset),
+            Batcher(
+                f"kafka:{settings.topic('events')}",
+                max_rows=options.max_rows,
+                max_wait_s=options.max_wait_s,
+            ),
+        ),
+        settings.topic("cdc"): _Lane(
+            settings.topic("cdc"),
+            "dynamodb",
+            lambda v, p: _row_of(decode_cdc(v, partition=p.partition, offset=p.offset)),
+            Batcher(
+                f"kafka:{settings.topic('cdc')}",
+                max_rows=options.max_rows,
+                max_wait_s=options.max_wait_s,
+            ),
+        ),
+    }
+
+    async def release(lane: _Lane, stream: Any) -> None:
+        """Acknowledge, in offset order, every message now safe to commit."""
+        for safe in lane.tracker.committable():
+            queue = lane.pending.get(safe.partition)
+            while queue and queue[0].message.offset <= safe.offset:
+                await stream.ack(queue.popleft())
+
+    async def flush(lane: _Lane, batch: Batch[EventPosition] | None, stream: Any) -> None:
+        if batch is None:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sink().write, batch, lane.source)
+        lane.tracker.ack_all(batch.positions)
+        await release(lane, stream)
+
+    async def dead_letter(lane: _Lane, event: Any, poison: Poison) -> None:
+        headers = [*poison.headers(), ("footfall-topic", lane.topic.encode())]
+        future = await dlq_topic.send(key=event.key, value=event.value, headers=headers)
+        await future
+        metrics.dead_lettered.labels(lane.source).inc()
+        log.warning("dead-lettered %s@%s: %s", lane.topic, poison.position, poison.reason)
+
+    @app.agent(app.topic(settings.topic("events"), settings.topic("cdc"), value_type=bytes))
+    async def sink_agent(stream: Any) -> None:
+        state["stream"] = stream
+        async for event in stream.noack().events():
+            message = event.message
+            lane = lanes[message.topic]
+            position = EventPosition(message.partition, message.offset)
+            if not lane.tracker.track(position):
+                await stream.ack(event)  # a redelivery the first reading covers
+                continue
+            lane.pending.setdefault(message.partition, deque()).append(event)
+            metrics.events_in.labels(lane.source).inc()
+            decoded = lane.decode(event.value, position)
+            async with lane.lock:
+                if isinstance(decoded, Poison):
+                    await dead_letter(lane, event, decoded)
+                    lane.tracker.ack(position)
+                    await release(lane, stream)
+                elif isinstance(decoded, Row):
+                    await flush(lane, lane.batcher.add(decoded, position), stream)
+                else:  # a retention/skip marker: nothing to write, but the offset is done
+                    lane.tracker.ack(position)
+                    await release(lane, stream)
+
+    @app.timer(0.05)  # type: ignore[untyped-decorator]
+    async def flush_due() -> None:
+        stream = state.get("stream")
+        if stream is None:
+            return
+        for lane in lanes.values():
+            if lane.batcher.due_in() == 0:
+                async with lane.lock:
+                    await flush(lane, lane.batcher.poll(), stream)
+
+    async def relay_round() -> int:
+        """One relay round on the leader; returns the stream records handed on."""
+        loop = asyncio.get_running_loop()
+        relay: StreamRelay | None = state.get("relay")
+        if relay is None:
+            relay = await loop.run_in_executor(
+                None, lambda: StreamRelay(settings, ClickHouseCheckpoints(clickhouse()))
+            )
+            state["relay"] = relay
+        reads = await loop.run_in_executor(None, relay.poll)
+        handled = 0
+        for read in reads:
+            sent = []
+            for change in read.changes:
+                if isinstance(change, RowChange):
+                    sent.append(await cdc_topic.send(key=cdc_key(change), value=encode_cdc(change)))
+                elif isinstance(change, Retention):
+                    metrics.retention_skipped.inc()
+                elif isinstance(change, Poison):
+                    headers = [*change.headers(), ("footfall-topic", b"dynamodb-streams")]
+                    sent.append(await dlq_topic.send(value=b"", headers=headers))
+                    metrics.dead_lettered.labels("dynamodb").inc()
+            await asyncio.gather(*sent)  # acks=all: every change is in Kafka
+            await loop.run_in_executor(None, relay.commit, read)  # only then the checkpoint
+            handled += len(read.changes)
+        return handled
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def relay_loop() -> None:
+        if not options.relay:
+            return
+        failures = 0
+        while not app.should_stop:
+            handled = 0
+            try:
+                if app.is_leader():
+                    handled = await relay_round()
+                else:
+                    state.pop("relay", None)  # reload checkpoints if leadership comes back
+                failures = 0
+            except StoreError as exc:
+                failures += 1
+                state.pop("relay", None)
+                log.warning("relay round failed (%s); retrying", exc)
+                await asyncio.sleep(min(10.0, 0.2 * 2**failures))
+                continue
+            if not handled:
+                await asyncio.sleep(options.relay_interval_s)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def on_revoked(app_: Any, revoked: set[Any], **kwargs: Any) -> None:
+        # Before partitions move, write what is batched and acknowledge it, so the offsets
+        # Faust commits on revocation cover exactly what is durable. If ClickHouse is down the
+        # write blocks; the group then drops this member and the new owner re-reads.
+        stream = state.get("stream")
+        for lane in lanes.values():
+            async with lane.lock:
+                if stream is not None:
+                    await flush(lane, lane.batcher.flush(), stream)
+                for tp in revoked:
+                    if tp.topic == lane.topic:
+                        lane.tracker.reset(tp.partition)
+                        lane.pending.pop(tp.partition, None)
+        state.pop("relay", None)  # leadership may move: reload checkpoints when leader again
+
+    app.footfall_metrics = metrics  # type: ignore[attr-defined]
+    app.footfall_settings = settings  # type: ignore[attr-defined]
+    return app
+
+
+def _row_of(change: RowChange | Poison) -> Row | Poison:
+    return change.row if isinstance(change, RowChange) else change
