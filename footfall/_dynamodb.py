@@ -324,6 +324,34 @@ class DynamoDB:
                 return
             request["ExclusiveStartKey"] = last
 
+    def scan(
+        self,
+        *,
+        segment: int,
+        total_segments: int,
+        page_size: int | None = None,
+        ts_range: tuple[int, int] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Items of one segment of a parallel Scan (ConsistentRead), pages of up to 1 MB (or
+        `page_size` items) fetched lazily; `ts_range=(lo, hi)` keeps items with lo <= ts < hi."""
+        request: dict[str, Any] = {"TableName": self.table, "ConsistentRead": True}
+        request.update(Segment=segment, TotalSegments=total_segments)
+        if page_size is not None:
+            request["Limit"] = page_size
+        if ts_range is not None:
+            request["FilterExpression"] = "#ts >= :lo AND #ts < :hi"
+            request["ExpressionAttributeNames"] = {"#ts": "ts"}
+            bounds = {":lo": ts_range[0], ":hi": ts_range[1]}
+            request["ExpressionAttributeValues"] = self._serialize(bounds)
+        while True:
+            response = self._call(self.client.scan, **request)
+            for raw in response.get("Items", []):
+                yield self._deserialize(raw)
+            last = response.get("LastEvaluatedKey")
+            if not last:
+                return
+            request["ExclusiveStartKey"] = last
+
     # -- plumbing ----------------------------------------------------------------------------
 
     def _call(self, method: Callable[..., T], **kwargs: Any) -> T:
