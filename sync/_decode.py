@@ -292,10 +292,26 @@ def _is_expiry(record: Mapping[str, Any], name: object, stream: Mapping[str, Any
     return name == DYNAMODB_LOCAL_EXPIRY and "NewImage" not in stream
 
 
+def _empty_maps(image: Mapping[str, Any]) -> dict[str, Any]:
+    """DynamoDB Local 3.3 writes an empty map as `{}`, not `{"M": {}}`, in stream images."""
+    return {k: _empty_map(v) for k, v in image.items()}
+
+
+def _empty_map(value: Any) -> Any:
+    if value == {}:
+        return {"M": {}}
+    if isinstance(value, dict) and len(value) == 1:
+        if isinstance(nested := value.get("M"), dict):
+            return {"M": _empty_maps(nested)}
+        if isinstance(nested := value.get("L"), list):
+            return {"L": [_empty_map(v) for v in nested]}
+    return value
+
+
 def _image_change(image: Mapping[str, Any], position: StreamPosition, bump: int) -> Change:
     """`bump` 0: the image's row as is; 1: its tombstone (version rev + 1, is_deleted 1)."""
     try:
-        item = _DESERIALIZER.deserialize({"M": image})
+        item = _DESERIALIZER.deserialize({"M": _empty_maps(image)})
     except Exception as exc:  # whatever the deserializer trips over in untrusted input
         return Poison(position, f"undecodable DynamoDB JSON: {type(exc).__name__}: {exc}")
     sk = item.get("sk")

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from footfall._clickhouse import ClickHouse, connect
 from footfall._errors import ConfigError, StoreError
@@ -97,10 +98,11 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         autodiscover=False,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_max_request_size=2 << 20,  # the DLQ re-sends records up to the broker's limit
         broker_commit_interval=1.0,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,
-        web_port=options.metrics_port,
+        web_port=options.metrics_port or _free_port(),
         web_bind="127.0.0.1",
         web_host="127.0.0.1",
         datadir=str(settings.home / "faust"),
@@ -161,9 +163,21 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         await release(lane, stream)
 
     async def dead_letter(lane: _Lane, event: Any, poison: Poison) -> None:
+        """Send the record to the DLQ with its reason; retried until the broker took it."""
         headers = [*poison.headers(), ("footfall-topic", lane.topic.encode())]
-        future = await dlq_topic.send(key=event.key, value=event.value, headers=headers)
-        await future
+        value = event.value
+        attempt = 0
+        while True:
+            try:
+                await (await dlq_topic.send(key=event.key, value=value, headers=headers))
+                break
+            except MessageSizeTooLargeError:
+                headers.append(("footfall-payload", b"dropped: too large for the DLQ topic"))
+                value = b""
+            except KafkaError as exc:
+                attempt += 1
+                log.warning("DLQ send failed (%s); retry %d", exc, attempt)
+                await asyncio.sleep(min(10.0, 0.1 * 2**attempt))
         metrics.dead_lettered.labels(lane.source).inc()
         log.warning("dead-lettered %s@%s: %s", lane.topic, poison.position, poison.reason)
 
@@ -191,15 +205,20 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
                     lane.tracker.ack(position)
                     await release(lane, stream)
 
-    @app.timer(0.05)  # type: ignore[untyped-decorator]
+    @app.task  # type: ignore[untyped-decorator]
     async def flush_due() -> None:
-        stream = state.get("stream")
-        if stream is None:
-            return
-        for lane in lanes.values():
-            if lane.batcher.due_in() == 0:
-                async with lane.lock:
-                    await flush(lane, lane.batcher.poll(), stream)
+        """Cut batches by age, so an idle input is written within `max_wait_s`."""
+        while not app.should_stop:
+            stream = state.get("stream")
+            waits = [options.max_wait_s]
+            for lane in lanes.values():
+                due = lane.batcher.due_in()
+                if due == 0 and stream is not None:
+                    async with lane.lock:
+                        await flush(lane, lane.batcher.poll(), stream)
+                elif due is not None:
+                    waits.append(due)
+            await asyncio.sleep(max(0.01, min(waits)))
 
     async def relay_round() -> int:
         """One relay round on the leader; returns the stream records handed on."""
@@ -273,6 +292,12 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
     app.footfall_metrics = metrics  # type: ignore[attr-defined]
     app.footfall_settings = settings  # type: ignore[attr-defined]
     return app
+
+
+def _free_port() -> int:
+    from footfall.services import free_port
+
+    return free_port()
 
 
 def _row_of(change: RowChange | Poison) -> Row | Poison:

@@ -237,7 +237,6 @@ def test_sequence_numbers_keep_their_zero_padding() -> None:
         (record("INSERT", new=image(attributes={"M": {"n": {"N": "-Infinity"}}})), "not finite"),
         (record("INSERT", new=image(attributes={"M": {"n": {"N": "1e-200"}}})), "undecodable"),
         (record("INSERT", new=image(attributes={"M": {"n": {"Q": "1"}}})), "undecodable"),
-        (record("INSERT", new=image(attributes={"M": {"n": {}}})), "undecodable"),
         (record("INSERT"), "INSERT record without a NewImage"),
         (record("REMOVE"), "REMOVE record without a OldImage"),
         (record("TRUNCATE", new=IMAGE), "unknown eventName 'TRUNCATE'"),
@@ -575,3 +574,30 @@ def test_any_attribute_value_in_an_image_gives_a_row_or_poison(value: dict[str, 
     result = decode_stream_record(rec, shard_id=SHARD)
     assert isinstance(result, RowChange | Poison)
     arrow_safe([result])
+
+
+def test_dynamodb_local_empty_maps_written_as_bare_braces_decode_as_empty_maps() -> None:
+    # Recorded from DynamoDB Local 3.3: an empty map attribute arrives as `{}` in the image.
+    record = {
+        "eventID": "bad458be",
+        "eventName": "INSERT",
+        "dynamodb": {
+            "Keys": {"actor": {"S": "ttl-actor"}, "sk": {"S": "1795715764510#01M8M7698Y8DR3"}},
+            "NewImage": {
+                "actor": {"S": "ttl-actor"},
+                "rev": {"N": "1795974964510"},
+                "event_id": {"S": "01M8M7698Y8DR3"},
+                "sk": {"S": "1795715764510#01M8M7698Y8DR3"},
+                "attributes": {},
+                "type": {"S": "pv"},
+                "target": {"S": "/old"},
+                "ts": {"N": "1795715764510"},
+                "nested": {"M": {"inner": {}, "list": {"L": [{}]}}},
+            },
+            "SequenceNumber": "000000000000000018114",
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        },
+    }
+    change = decode_stream_record(record, shard_id="s")
+    assert isinstance(change, RowChange)
+    assert change.row.attributes == {}

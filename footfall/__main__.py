@@ -1,0 +1,5 @@
+"""`python -m footfall ...` is the `footfall` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,430 @@
+"""The sync worker end to end: DynamoDB Local + Kafka → Faust worker (a separate process) →
+ClickHouse (footfall's HTTP server over chDB, shared by the worker and this test process).
+
+Every assertion compares `activities FINAL` with what the sources hold, exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from footfall import Activity, Settings, load_settings
+from footfall._clickhouse import ClickHouse, connect
+from footfall._dynamodb import DynamoDB
+from footfall._kafka import KafkaBridge
+from footfall._synthetic import synthetic_activities
+from ingest import EventPublisher, Tracker
+from sync._decode import Row, RowChange, StreamPosition, encode_cdc
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+class Worker:
+    """`footfall sync worker` as a child process of its own session, killed by PID."""
+
+    def __init__(self, settings: Settings, home: Path) -> None:
+        self.env = {
+            **os.environ,
+            "FOOTFALL_DYNAMODB_ENDPOINT": str(settings.dynamodb_endpoint),
+            "FOOTFALL_KAFKA_BROKER": str(settings.kafka_broker),
+            "FOOTFALL_CLICKHOUSE_URL": settings.clickhouse_url,
+            "FOOTFALL_TABLE": settings.table,
+            "FOOTFALL_TOPIC_PREFIX": settings.topic_prefix,
+            "FOOTFALL_TOPIC_PARTITIONS": str(settings.topic_partitions),
+            "FOOTFALL_HOME": str(home),
+            "FOOTFALL_TTL_DAYS": str(settings.ttl_days or ""),
+        }
+        self.home = home
+        self.log = home / "worker.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "footfall",
+                    "sync",
+                    "worker",
+                    "--metrics-port",
+                    "0",
+                    "--max-wait",
+                    "0.1",
+                    "--loglevel",
+                    "warning",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.process = None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+def pipeline_settings(
+    dynamodb_endpoint: str, kafka_broker: str, clickhouse_url: str, name: str
+) -> Settings:
+    return load_settings(
+        dynamodb_endpoint=dynamodb_endpoint,
+        kafka_broker=kafka_broker,
+        clickhouse_url=clickhouse_url,
+        table=f"sync-{name}",
+        topic_prefix=f"sync{name}",
+        topic_partitions=3,
+        ttl_days=2,
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(
+    dynamodb_endpoint: str,
+    kafka_broker: str,
+    clickhouse_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Settings, ClickHouse, Worker]]:
+    name = uuid.uuid4().hex[:8]
+    admin = connect(load_settings(clickhouse_url=clickhouse_url))
+    database = f"sync_{name}"
+    admin.command(f"CREATE DATABASE {database}")
+    url = clickhouse_url.rsplit("/", 1)[0] + f"/{database}"
+    settings = pipeline_settings(dynamodb_endpoint, kafka_broker, url, name)
+    Tracker("x", settings).ensure_table()
+    worker = Worker(settings, tmp_path_factory.mktemp("worker"))
+    worker.start()
+    ch = connect(settings)
+    try:
+        yield settings, ch, worker
+    finally:
+        worker.stop()
+        ch.close()
+        admin.command(f"DROP DATABASE IF EXISTS {database} SYNC")
+        admin.close()
+
+
+def scalar(ch: ClickHouse, sql: str, **parameters: Any) -> Any:
+    return next(iter(ch.query_arrow(sql, parameters or None).to_pylist()[0].values()))
+
+
+def wait_for(
+    check: Callable[[], bool],
+    what: str,
+    worker: Worker,
+    timeout: float = 240,
+    describe: Callable[[], str] | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if worker.process is not None and not worker.alive():
+            break
+        time.sleep(0.25)
+    log = worker.log.read_text()[-3000:] if worker.log.exists() else ""
+    state = "the worker died" if not worker.alive() else "timed out"
+    seen = describe() if describe else ""
+    pytest.fail(f"{state} waiting for {what}; {seen}\nworker log tail:\n{log}")
+
+
+def counts_by_type(ch: ClickHouse, where: str = "1", **parameters: Any) -> dict[str, int]:
+    rows = ch.query_arrow(
+        f"SELECT type, count() AS n FROM activities FINAL WHERE {where} GROUP BY type",
+        parameters or None,
+    ).to_pylist()
+    return {r["type"]: r["n"] for r in rows}
+
+
+def record(settings: Settings, activities: list[Activity]) -> None:
+    by_type: dict[str, list[Activity]] = {}
+    for a in activities:
+        by_type.setdefault(a.type, []).append(a)
+    for activity_type, items in by_type.items():
+        assert Tracker(activity_type, settings).record_many(items).written == len(items)
+
+
+def test_ten_thousand_each_way_arrive_exactly_with_updates_deletes_and_ttl(
+    stack: tuple[Settings, ClickHouse, Worker],
+) -> None:
+    settings, ch, worker = stack
+    stored = list(synthetic_activities(10_000, seed=11, end=NOW, days=1))
+    events = list(synthetic_activities(10_000, seed=12, end=NOW, days=1))
+    record(settings, stored)
+    with EventPublisher(settings) as publisher:
+        publisher.publish_many(events)
+    views = Tracker("store-pageviews", settings)
+    updated = next(a for a in stored if a.type == "store-pageviews")
+    views.update(updated, browser="Lynx", plan="pro")
+    deleted = [a for a in stored if a.type == "store-pageviews"][1:4]
+    for a in deleted:
+        views.delete(a)
+    # Recorded 3 days ago with 2 days of retention: DynamoDB Local expires it within seconds.
+    expiring = views.record_activity("ttl-actor", "/old", at=NOW - timedelta(days=3))
+
+    expected = Counter(a.type for a in stored + events)
+    expected["store-pageviews"] -= len(deleted)
+    expected["store-pageviews"] += 1  # the expiring one
+    wait_for(
+        lambda: counts_by_type(ch) == dict(expected),
+        "exact counts",
+        worker,
+        describe=lambda: f"expected {dict(expected)}, have {counts_by_type(ch)}",
+    )
+    assert scalar(ch, "SELECT count() FROM activities FINAL") == 20_000 - len(deleted) + 1
+    attributes = dict(
+        scalar(
+            ch,
+            "SELECT attributes FROM activities FINAL WHERE event_id = {e:String}",
+            e=updated.event_id,
+        )
+    )
+    assert attributes["browser"] == "Lynx" and attributes["plan"] == "pro"
+
+    def expired_in_dynamodb() -> bool:
+        return not list(DynamoDB(settings).query(key_name="actor", key_value="ttl-actor"))
+
+    wait_for(expired_in_dynamodb, "DynamoDB Local to expire the TTL item", worker, timeout=120)
+    time.sleep(2)  # the expiry's stream record is relayed within this
+    assert (
+        scalar(
+            ch,
+            "SELECT count() FROM activities FINAL WHERE event_id = {e:String}",
+            e=expiring.event_id,
+        )
+        == 1
+    )  # retention never deletes analytics history
+    assert counts_by_type(ch) == dict(expected)
+
+
+def test_late_activity_lands_in_its_own_day_and_in_the_rollup(
+    stack: tuple[Settings, ClickHouse, Worker],
+) -> None:
+    settings, ch, worker = stack
+    three_days_ago = NOW - timedelta(days=3)
+    late = Activity(actor="late-actor", type="late-type", target="/late", ts=three_days_ago)
+    with EventPublisher(settings) as publisher:
+        publisher.publish(late)
+    day = three_days_ago.date()
+
+    def in_rollup() -> bool:
+        rows = ch.query_arrow(
+            "SELECT activities, actors FROM activities_daily WHERE type = 'late-type' "
+            "AND day = {d:Date}",
+            {"d": day},
+        ).to_pylist()
+        return rows == [{"activities": 1, "actors": 1}]
+
+    wait_for(in_rollup, "the late activity in the rollup of its day", worker)
+    assert (
+        scalar(
+            ch,
+            "SELECT toDate(ts) FROM activities FINAL WHERE event_id = {e:String}",
+            e=late.event_id,
+        )
+        == day
+    )
+
+
+def test_two_updates_delivered_out_of_order_leave_the_later_version(
+    stack: tuple[Settings, ClickHouse, Worker],
+) -> None:
+    settings, ch, worker = stack
+    base = Row(
+        "ooo-1", "ooo-actor", "ooo-type", "/t", int(NOW.timestamp() * 1000), {}, "dynamodb", 10, 0
+    )
+    newer = RowChange(
+        base._replace(version=12, attributes={"step": "second"}), StreamPosition("shard-x", "200")
+    )
+    older = RowChange(
+        base._replace(version=11, attributes={"step": "first"}), StreamPosition("shard-x", "100")
+    )
+    assert settings.kafka is not None
+    bridge = KafkaBridge(settings.kafka)
+    producer = bridge.producer()
+
+    async def send() -> None:
+        for change in (newer, older):  # the later change first
+            await (await producer.send(settings.topic("cdc"), encode_cdc(change), key=b"ooo"))
+
+    try:
+        bridge.run(send())
+    finally:
+        bridge.close()
+    wait_for(
+        lambda: scalar(ch, "SELECT count() FROM activities WHERE event_id = 'ooo-1'") == 2,
+        "both versions to arrive",
+        worker,
+    )
+    assert (
+        scalar(ch, "SELECT attributes['step'] FROM activities FINAL WHERE event_id = 'ooo-1'")
+        == "second"
+    )
+
+
+def test_poison_goes_to_the_dlq_with_reasons_and_good_events_around_it_arrive(
+    stack: tuple[Settings, ClickHouse, Worker],
+) -> None:
+    settings, ch, worker = stack
+    good = [Activity(actor=f"p{i}", type="poison-neighbours", target="/g") for i in range(20)]
+    huge = Activity(actor="h", type="x", target="/x").to_json_dict()
+    huge["attributes"] = {"blob": "x" * 1_000_000}
+    poison = [
+        b"{not json",
+        json.dumps({"actor": "a", "type": "t", "target": "x"}).encode(),  # missing fields
+        json.dumps({**good[0].to_json_dict(), "actor": 42}).encode(),  # wrong type
+        json.dumps(huge).encode(),  # ~1 MB, over the item limit
+        b"\xff\xfe\xfd",
+    ]
+    assert settings.kafka is not None
+    bridge = KafkaBridge(settings.kafka)
+    producer = bridge.producer()
+
+    async def send() -> None:
+        topic = settings.topic("events")
+        for i, g in enumerate(good):
+            await (await producer.send(topic, g.to_json(), key=g.actor.encode()))
+            if i < len(poison):
+                await (await producer.send(topic, poison[i], key=b"poison"))
+
+    try:
+        bridge.run(send(), timeout=120)
+    finally:
+        bridge.close()
+    wait_for(lambda: counts_by_type(ch).get("poison-neighbours") == 20, "good events", worker)
+    letters = read_topic(settings, settings.topic("dlq"), len(poison))
+    reasons = [dict(r.headers)["footfall-reason"].decode() for r in letters]
+    assert len(letters) == len(poison)
+    assert sorted(r.value for r in letters) == sorted(poison)
+    assert all(reasons) and any("JSON" in r for r in reasons) and any("UTF-8" in r for r in reasons)
+
+
+def read_topic(settings: Settings, topic: str, n: int) -> list[Any]:
+    assert settings.kafka is not None
+    bridge = KafkaBridge(settings.kafka)
+
+    async def read() -> list[Any]:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=settings.kafka.bootstrap,  # type: ignore[union-attr]
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            max_partition_fetch_bytes=4 << 20,
+        )
+        await consumer.start()
+        out: list[Any] = []
+        try:
+            while len(out) < n:
+                batch = await consumer.getmany(timeout_ms=15_000)
+                if not batch:
+                    break
+                for records in batch.values():
+                    out.extend(records)
+        finally:
+            await consumer.stop()
+        return out
+
+    try:
+        return bridge.run(read(), timeout=120)
+    finally:
+        bridge.close()
+
+
+def test_worker_killed_three_times_mid_stream_loses_and_duplicates_nothing(
+    dynamodb_endpoint: str,
+    kafka_broker: str,
+    clickhouse_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    name = uuid.uuid4().hex[:8]
+    admin = connect(load_settings(clickhouse_url=clickhouse_url))
+    admin.command(f"CREATE DATABASE crash_{name}")
+    url = clickhouse_url.rsplit("/", 1)[0] + f"/crash_{name}"
+    settings = pipeline_settings(dynamodb_endpoint, kafka_broker, url, f"c{name}")
+    Tracker("x", settings).ensure_table()
+    worker = Worker(settings, tmp_path_factory.mktemp("crash-worker"))
+    stored = list(synthetic_activities(6_000, seed=21, end=NOW, days=1))
+    events = list(synthetic_activities(12_000, seed=22, end=NOW, days=1))
+    ch = connect(settings)
+    try:
+        worker.start()
+
+        def produce() -> None:
+            with EventPublisher(settings) as publisher:
+                for start in range(0, len(events), 500):
+                    publisher.publish_many(events[start : start + 500])
+                    time.sleep(0.05)
+            for start in range(0, len(stored), 1000):
+                record(settings, stored[start : start + 1000])
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        for _ in range(3):  # kill mid-stream, each time after it made some progress
+            before = scalar(ch, "SELECT count() FROM activities") if table_exists(ch) else 0
+            wait_for(
+                lambda b=before: (
+                    table_exists(ch)  # type: ignore[misc]
+                    and scalar(ch, "SELECT count() FROM activities") > b
+                ),
+                "progress",
+                worker,
+            )
+            worker.kill()
+            worker.start()
+        producer.join(300)
+        expected = Counter(a.type for a in stored + events)
+        wait_for(
+            lambda: counts_by_type(ch) == dict(expected),
+            "exact counts after crashes",
+            worker,
+            timeout=180,
+        )
+        assert worker.starts == 4
+        assert scalar(ch, "SELECT count() FROM activities FINAL") == len(stored) + len(events)
+    finally:
+        worker.stop()
+        ch.close()
+        admin.command(f"DROP DATABASE IF EXISTS crash_{name} SYNC")
+        admin.close()
+
+
+def table_exists(ch: ClickHouse) -> bool:
+    return bool(
+        scalar(
+            ch,
+            "SELECT count() FROM system.tables WHERE database = currentDatabase() "
+            "AND name = 'activities'",
+        )
+    )
