@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import heapq
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -11,19 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from footfall._activity import EARLIEST, LATEST, Activity, to_utc
+from footfall._activity import Activity, to_utc
 from footfall._dynamodb import BATCH_WRITE_LIMIT, DynamoDB
 from footfall._errors import ActivityNotFound, BatchWriteError, InvalidActivity
+from footfall._reads import target_items
 from footfall._settings import Settings, load_settings
-from footfall._table import (
-    TYPE_TARGET_INDEX,
-    activity_to_item,
-    item_key,
-    item_to_activity,
-    sort_range,
-    to_dynamo,
-    type_target_key,
-)
+from footfall._table import activity_to_item, item_key, item_to_activity, to_dynamo
 
 __all__ = ["Tracker", "WriteReport", "coerce_activities"]
 
@@ -176,33 +168,16 @@ class Tracker:
         One Query per write shard of the target index, run concurrently and merged by time.
         """
         target = Activity(actor="-", type=self.activity_type, target=target).target
-        low = max(to_utc(start, "start"), EARLIEST)
-        high = min(to_utc(end, "end"), LATEST)
-        if high <= low:
-            return []
-        bounds = sort_range(low, high)
-        shards = self.settings.target_shards
-
-        def one_shard(shard: int) -> list[dict[str, Any]]:
-            return list(
-                self._store.query(
-                    key_name="type_target",
-                    key_value=type_target_key(self.activity_type, target, shard),
-                    sk_between=bounds,
-                    index=TYPE_TARGET_INDEX,
-                    limit=limit,
-                )
-            )
-
-        with ThreadPoolExecutor(max_workers=min(shards, 8)) as pool:
-            per_shard = list(pool.map(one_shard, range(shards)))
-        merged = heapq.merge(*per_shard, key=lambda it: (it["sk"], it["actor"]), reverse=True)
-        out = []
-        for item in merged:
-            out.append(item_to_activity(item))
-            if limit is not None and len(out) >= limit:
-                break
-        return out
+        items = target_items(
+            self._store,
+            self.activity_type,
+            target,
+            shards=self.settings.target_shards,
+            start=to_utc(start, "start"),
+            end=to_utc(end, "end"),
+            limit=limit,
+        )
+        return [item_to_activity(item) for item in items]
 
     def _item(self, activity: Activity, *, rev: int) -> dict[str, Any]:
         return activity_to_item(
