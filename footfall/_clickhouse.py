@@ -9,6 +9,12 @@ engine holds an exclusive lock on `<dir>/status`). Within a process, every `conn
 directory and database shares one client; the engine is released when the last one is closed,
 after which another directory may be opened.
 
+`connect(..., readonly=True)` gives a handle whose every query runs with ClickHouse's
+`readonly=1` (no writes, no DDL, no setting changes, no table functions that reach outside). In
+embedded mode that is a chDB client of its own: chDB keeps a query's `SETTINGS readonly = 1` on
+the connection afterwards, so a per-query setting on the shared client would lock the writers
+out too.
+
 Errors are classified by ClickHouse's numeric error code (clickhouse-connect's `Error.code`), or
 by the driver's exception type when there is no code, never by message text.
 """
@@ -142,12 +148,18 @@ class ClickHouse:
     """
 
     def __init__(
-        self, client: Client, *, target: ClickHouseTarget, release: Callable[[], None]
+        self,
+        client: Client,
+        *,
+        target: ClickHouseTarget,
+        release: Callable[[], None],
+        readonly: bool = False,
     ) -> None:
         self._client = client
         self._release = release
         self._closed = False
         self.target = target
+        self.readonly = readonly
 
     @property
     def database(self) -> str:
@@ -221,7 +233,7 @@ class ClickHouse:
 
 
 class _Release:
-    def __init__(self, key: tuple[str, str] | None, client: Client) -> None:
+    def __init__(self, key: tuple[str, str, bool] | None, client: Client) -> None:
         self.key = key
         self.client = client
 
@@ -237,7 +249,7 @@ class _Release:
             if shared.refs > 0:
                 return
             del _shared[self.key]
-        log.debug("closing the chDB client for %s (database %s)", *self.key)
+        log.debug("closing the chDB client for %s (database %s, readonly %s)", *self.key)
         _close_quietly(self.client)
 
 
@@ -248,19 +260,22 @@ class _Shared:
 
 
 _lock = threading.Lock()
-_shared: dict[tuple[str, str], _Shared] = {}
+_shared: dict[tuple[str, str, bool], _Shared] = {}
 
 
-def connect(settings: Settings, *, database: str | None = None) -> ClickHouse:
+def connect(
+    settings: Settings, *, database: str | None = None, readonly: bool = False
+) -> ClickHouse:
     """Connect to the ClickHouse that `settings.clickhouse_url` names.
 
-    `database` (keyword) wins over the URL's database. Raises StoreUnavailable when the server
-    cannot be reached or the chDB directory is held by another process, StoreError otherwise.
+    `database` (keyword) wins over the URL's database. With `readonly`, every query of the
+    handle runs with ClickHouse's `readonly=1`. Raises StoreUnavailable when the server cannot
+    be reached or the chDB directory is held by another process, StoreError otherwise.
     """
     target = settings.clickhouse
     db = database or target.database
     if target.mode == "embedded":
-        return _connect_embedded(target, db)
+        return _connect_embedded(target, db, readonly)
     try:
         client = clickhouse_connect.get_client(
             host=target.host,
@@ -270,31 +285,36 @@ def connect(settings: Settings, *, database: str | None = None) -> ClickHouse:
             database=db,
             secure=target.secure,
             autogenerate_session_id=False,  # a session would serialize concurrent callers
+            settings=_READONLY if readonly else None,  # sent with every request
         )
     except ch_errors.Error as exc:
         raise translate_error(exc, doing=f"connect to {target}") from exc
-    return ClickHouse(client, target=target, release=_Release(None, client))
+    return ClickHouse(client, target=target, release=_Release(None, client), readonly=readonly)
 
 
-def _connect_embedded(target: ClickHouseTarget, database: str) -> ClickHouse:
+_READONLY: dict[str, Any] = {"readonly": 1}
+
+
+def _connect_embedded(target: ClickHouseTarget, database: str, readonly: bool) -> ClickHouse:
     if target.path is None:  # the URL parser always sets it; this guards hand-made targets
         raise ConfigError("FOOTFALL_CLICKHOUSE_URL", str(target), "chdb:///path/to/dir")
     path = os.path.realpath(target.path)
-    key = (path, database)
+    key = (path, database, readonly)
     with _lock:
         shared = _shared.get(key)
         if shared is None:
             held_here = _refuse_second_directory(path)
-            shared = _Shared(_open_engine(path, database, probe_lock=not held_here), 0)
+            client = _open_engine(path, database, probe_lock=not held_here, readonly=readonly)
+            shared = _Shared(client, 0)
             _shared[key] = shared
         shared.refs += 1
         client = shared.client
-    return ClickHouse(client, target=target, release=_Release(key, client))
+    return ClickHouse(client, target=target, release=_Release(key, client), readonly=readonly)
 
 
 def _refuse_second_directory(path: str) -> bool:
     """Raise if this process hosts chDB on another directory; whether it hosts `path`."""
-    for other, _db in _shared:
+    for other, _db, _readonly in _shared:
         if other == path:
             return True
         raise StoreError(
@@ -306,7 +326,7 @@ def _refuse_second_directory(path: str) -> bool:
     return False
 
 
-def _open_engine(path: str, database: str, *, probe_lock: bool) -> Client:
+def _open_engine(path: str, database: str, *, probe_lock: bool, readonly: bool = False) -> Client:
     try:
         Path(path).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -316,7 +336,9 @@ def _open_engine(path: str, database: str, *, probe_lock: bool) -> Client:
     try:
         # chdb:// selects the embedded engine; the explicit path wins over the DSN's and needs
         # no URL quoting
-        return clickhouse_connect.get_client(dsn="chdb://", path=path, database=database)
+        return clickhouse_connect.get_client(
+            dsn="chdb://", path=path, database=database, settings=_READONLY if readonly else None
+        )
     except ch_errors.Error as exc:
         if probe_lock and directory_locked(path):
             raise StoreUnavailable(
