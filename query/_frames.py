@@ -1,0 +1,80 @@
+"""Results as Arrow and polars, with one schema whichever store answered.
+
+ClickHouse results arrive as Arrow (clickhouse-connect's Arrow path, strings as Arrow strings).
+DynamoDB items become the very rows sync writes for them (`sync._items.row_from_item`: the
+same flattened attributes, the same types) and then the same Arrow types, so a point read and
+`SELECT event_id, actor, type, target, ts, attributes FROM activities FINAL` have one schema:
+
+    event_id, actor, type, target: string      -> polars String
+    ts: timestamp[ms, tz=UTC]                   -> polars Datetime("ms", "UTC")
+    attributes: map<string, string>             -> polars' type for an Arrow map of strings
+                                                   (Map(String, String) in polars 2; a
+                                                   List(Struct{key, value}) in polars 1)
+
+polars frames are built from Arrow with `polars.from_arrow` (no Python row objects).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from footfall._errors import InvalidActivity
+
+from ._plan import ACTIVITY_COLUMNS
+
+if TYPE_CHECKING:
+    import polars
+    import pyarrow  # type: ignore[import-untyped, unused-ignore]  # no stubs yet
+
+    from sync._decode import Row
+
+__all__ = ["ACTIVITY_COLUMNS", "activity_schema", "items_to_arrow", "items_to_rows", "to_polars"]
+
+log = logging.getLogger(__name__)
+
+
+def items_to_rows(items: Iterable[dict[str, Any]]) -> list[Row]:
+    """The ClickHouse rows sync would write for these DynamoDB items (malformed ones, which
+    sync dead-letters, are skipped and logged)."""
+    from sync._items import row_from_item
+
+    rows: list[Row] = []
+    for item in items:
+        try:
+            row = row_from_item(item)
+        except InvalidActivity as exc:
+            log.warning("skipping a malformed activity item: %s", exc)
+            continue
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def items_to_arrow(
+    items: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]] | None = None
+) -> pyarrow.Table:
+    """DynamoDB items as an Arrow table of `columns` ((column, output name) pairs; default:
+    the six activity columns), in the order given. Attribute keys come sorted (a map's order
+    carries no meaning; ClickHouse keeps the order sync wrote them in)."""
+    from sync._batch import rows_to_arrow
+
+    rows = [r._replace(attributes=dict(sorted(r.attributes.items()))) for r in items_to_rows(items)]
+    table = rows_to_arrow(rows)
+    wanted = list(columns) if columns is not None else [(c, c) for c in ACTIVITY_COLUMNS]
+    return table.select([c for c, _ in wanted]).rename_columns([name for _, name in wanted])
+
+
+def activity_schema() -> polars.Schema:
+    """The canonical polars schema of activity rows (either route)."""
+    return to_polars(items_to_arrow([])).schema
+
+
+def to_polars(table: pyarrow.Table) -> polars.DataFrame:
+    import polars
+
+    frame = polars.from_arrow(table, rechunk=False)
+    if not isinstance(frame, polars.DataFrame):  # from_arrow returns a Series for arrays only
+        raise TypeError("expected a DataFrame from an Arrow table")
+    return frame
