@@ -11,7 +11,9 @@ and aggregates, groups, joins, windows, subqueries, CTEs, DISTINCT and UNION not
 may be string literals or `{name:Type}` parameters. Everything else goes to ClickHouse: it
 answers every query (the DynamoDB route is an optimisation with the same columns and types).
 With retention (FOOTFALL_TTL_DAYS) a point read reaching back past it goes to ClickHouse,
-which keeps the full history.
+which keeps the full history. Events published straight to Kafka (`EventPublisher`) are never
+in DynamoDB: a point read sees what was recorded through the Tracker; `route="clickhouse"`
+sees both sources.
 """
 
 from __future__ import annotations
