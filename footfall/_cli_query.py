@@ -23,10 +23,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ._cli_common import friendly
 from ._cli_repair import WHEN_FORMS, parse_when
 from ._errors import ConfigError
 from ._settings import load_settings
-from .cli import friendly
 
 if TYPE_CHECKING:
     import polars

@@ -16,9 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ._activity import EARLIEST, LATEST
+from ._cli_common import friendly
 from ._errors import ConfigError
 from ._settings import load_settings
-from .cli import friendly
 
 if TYPE_CHECKING:
     from sync._backfill import BackfillReport

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from ._cli_common import friendly
 from ._settings import load_settings
-from .cli import friendly
 
 __all__ = ["migrate_command", "sync_app"]
 
@@ -38,6 +38,7 @@ def migrate_command() -> None:
 @friendly
 def worker(
     metrics_port: Annotated[int, typer.Option(help="Port of /metrics (0: a free one).")] = 6066,
+    metrics_host: Annotated[str, typer.Option(help="Address /metrics binds to.")] = "127.0.0.1",
     max_rows: Annotated[int, typer.Option(help="Rows per ClickHouse insert at most.")] = 20_000,
     max_wait: Annotated[float, typer.Option(help="Seconds a row may wait for its batch.")] = 0.25,
     relay: Annotated[bool, typer.Option(help="Run the DynamoDB Streams relay (leader).")] = True,
@@ -48,7 +49,11 @@ def worker(
     from sync.app import SyncOptions
 
     options = SyncOptions(
-        max_rows=max_rows, max_wait_s=max_wait, relay=relay, metrics_port=metrics_port
+        max_rows=max_rows,
+        max_wait_s=max_wait,
+        relay=relay,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     run_worker(load_settings(), options, loglevel=loglevel)
 
@@ -123,10 +128,8 @@ def status() -> None:
 
 
 def _register_repair() -> None:
-    try:
-        from ._cli_repair import register  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:  # pragma: no cover - the repair commands are optional while built
-        return
+    from ._cli_repair import register
+
     register(sync_app)
 
 

@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
-from functools import wraps
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from ._errors import ConfigError, FootfallError
+from ._cli_common import err, friendly
+from ._errors import ConfigError
 from ._settings import Settings, load_settings
 
 __all__ = ["app", "main"]
 
-F = TypeVar("F", bound=Callable[..., Any])
-err = Console(stderr=True)
 
 app = typer.Typer(
     name="footfall",
@@ -28,23 +24,6 @@ app = typer.Typer(
 )
 table_app = typer.Typer(help="The DynamoDB activity table.", no_args_is_help=True)
 app.add_typer(table_app, name="table")
-
-
-def friendly(func: F) -> F:
-    """Turn footfall's errors into a one-line message and exit code (2: config, 1: other)."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            err.print(f"[bold red]configuration error:[/] {exc}")
-            raise typer.Exit(2) from None
-        except FootfallError as exc:
-            err.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(1) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def settings_from_cli() -> Settings:
@@ -94,12 +73,14 @@ def demo(
 
 
 def _add_sub_apps() -> None:
+    from ._cli_query import register as register_query
     from ._cli_services import services_app
     from ._cli_sync import migrate_command, sync_app
 
     app.add_typer(services_app, name="services")
     app.add_typer(sync_app, name="sync")
     app.command("migrate")(migrate_command)
+    register_query(app)
 
 
 _add_sub_apps()

@@ -170,10 +170,13 @@ _SCALAR_TEXT: Final[dict[type, Callable[[Any], str]]] = {
 
 
 def flatten_attributes(attributes: Mapping[str, Any]) -> dict[str, str]:
-    """`Map(String, String)` values: strings as is, else compact JSON (sets as sorted lists,
-    Decimals as int or float). Validates nothing: check the attributes with `Activity` first."""
+    """`Map(String, String)` values, keys sorted (the same map whichever source wrote it):
+    strings as is, else compact JSON (sets as sorted lists, Decimals as int or float).
+    Validates nothing: check the attributes with `Activity` first."""
     text = _SCALAR_TEXT.get
-    return {k: v if type(v) is str else text(type(v), _ENCODE)(v) for k, v in attributes.items()}
+    return {
+        k: v if type(v) is str else text(type(v), _ENCODE)(v) for k, v in sorted(attributes.items())
+    }
 
 
 # -- Kafka events -----------------------------------------------------------------------------

@@ -65,6 +65,7 @@ class SyncOptions:
     relay: bool = True
     relay_interval_s: float = 0.05
     metrics_port: int = 6066  # Faust's web server serves /metrics here (0: pick a free port)
+    metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container
 
 
 @dataclass
@@ -103,7 +104,7 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,
         web_port=options.metrics_port or _free_port(),
-        web_bind="127.0.0.1",
+        web_bind=options.metrics_host,
         web_host="127.0.0.1",
         datadir=str(settings.home / "faust"),
     )
@@ -219,6 +220,22 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
                 elif due is not None:
                     waits.append(due)
             await asyncio.sleep(max(0.01, min(waits)))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def lag_gauge() -> None:
+        """Consumer lag per topic: the partitions' high watermarks minus what is committable."""
+        while not app.should_stop:
+            await asyncio.sleep(2.0)
+            for lane in lanes.values():
+                lag = 0
+                for tp in app.consumer.assignment():
+                    if tp.topic != lane.topic:
+                        continue
+                    high = app.consumer.highwater(tp)
+                    safe = lane.tracker.safe(tp.partition)
+                    if high is not None and safe is not None:
+                        lag += max(0, high - (safe.offset + 1))
+                metrics.consumer_lag.labels(lane.topic).set(lag)
 
     async def relay_round() -> int:
         """One relay round on the leader; returns the stream records handed on."""
