@@ -354,10 +354,12 @@ def message_count(settings: Settings) -> int:
         consumer = AIOKafkaConsumer(bootstrap_servers=target.bootstrap)
         await consumer.start()
         try:
-            await consumer.topics()  # loads the metadata of every topic
-            parts = consumer.partitions_for_topic(settings.topic("events")) or set()
-            tps = [TopicPartition(settings.topic("events"), p) for p in parts]
-            return sum((await consumer.end_offsets(tps)).values()) if tps else 0
+            # the publisher created the topic with the settings' partition count
+            tps = [
+                TopicPartition(settings.topic("events"), p)
+                for p in range(settings.topic_partitions)
+            ]
+            return sum((await consumer.end_offsets(tps)).values())
         finally:
             await consumer.stop()
 
