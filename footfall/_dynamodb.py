@@ -13,18 +13,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import boto3
 import botocore.config
 import botocore.exceptions
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from ._aws import make_client, make_streams_client
 from ._errors import ConfigError, FootfallError, StoreError, StoreThrottled, StoreUnavailable
 from ._settings import Settings
 from ._table import TTL_ATTRIBUTE, table_definition
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
-    from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
 
 __all__ = ["BatchOutcome", "DynamoDB", "make_client", "make_streams_client", "translate_error"]
 
@@ -367,37 +366,6 @@ class DynamoDB:
     def _deserialize(self, raw: dict[str, Any]) -> dict[str, Any]:
         de = self._de.deserialize
         return {k: de(v) for k, v in raw.items()}
-
-
-def make_client(settings: Settings) -> DynamoDBClient:
-    """A boto3 DynamoDB client for the settings (thread-safe; share it across threads)."""
-    return boto3.session.Session(region_name=settings.region).client(
-        "dynamodb", **_client_kwargs(settings)
-    )
-
-
-def make_streams_client(settings: Settings) -> DynamoDBStreamsClient:
-    """A boto3 DynamoDB Streams client for the same endpoint and credentials."""
-    return boto3.session.Session(region_name=settings.region).client(
-        "dynamodbstreams", **_client_kwargs(settings)
-    )
-
-
-def _client_kwargs(settings: Settings) -> dict[str, Any]:
-    config = botocore.config.Config(
-        retries={"mode": "standard", "max_attempts": 4},
-        max_pool_connections=max(10, settings.write_concurrency * 2),
-        connect_timeout=5,
-        read_timeout=30,
-    )
-    kwargs: dict[str, Any] = {"config": config}
-    if settings.dynamodb_endpoint:
-        kwargs["endpoint_url"] = settings.dynamodb_endpoint
-        if boto3.session.Session().get_credentials() is None:
-            # DynamoDB Local accepts any letters-and-digits key; AWS itself never gets these.
-            kwargs["aws_access_key_id"] = "footfalllocal"
-            kwargs["aws_secret_access_key"] = "footfalllocal"
-    return kwargs
 
 
 def _key_of(request: dict[str, Any]) -> tuple[str, str]:
