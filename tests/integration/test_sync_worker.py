@@ -376,8 +376,8 @@ def test_worker_killed_three_times_mid_stream_loses_and_duplicates_nothing(
     settings = pipeline_settings(dynamodb_endpoint, kafka_broker, url, f"c{name}")
     Tracker("x", settings).ensure_table()
     worker = Worker(settings, tmp_path_factory.mktemp("crash-worker"))
-    stored = list(synthetic_activities(6_000, seed=21, end=NOW, days=1))
-    events = list(synthetic_activities(12_000, seed=22, end=NOW, days=1))
+    stored = list(synthetic_activities(3_000, seed=21, end=NOW, days=1))
+    events = list(synthetic_activities(6_000, seed=22, end=NOW, days=1))
     ch = connect(settings)
     try:
         worker.start()
