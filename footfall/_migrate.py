@@ -84,8 +84,17 @@ class Migration:
 
 
 def sql_root() -> Path:
-    """The directory of footfall's SQL files (`<repo>/sql`, next to the packages)."""
-    return Path(__file__).resolve().parent.parent / "sql"
+    """The directory of footfall's SQL files: `<repo>/sql` in a checkout, else the installed
+    data package `footfall_sql` (the same files, shipped in the wheel)."""
+    checkout = Path(__file__).resolve().parent.parent / "sql"
+    if checkout.is_dir():
+        return checkout
+    import importlib.util
+
+    spec = importlib.util.find_spec("footfall_sql")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("footfall's SQL files are missing: reinstall footfall")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 @cache
