@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,12 +23,15 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from typer.testing import CliRunner
 
 from footfall import Activity, Settings, load_settings
 from footfall._clickhouse import ClickHouse, connect
 from footfall._dynamodb import DynamoDB
 from footfall._kafka import KafkaBridge
 from footfall._synthetic import synthetic_activities
+from footfall.cli import app
+from footfall.services import free_port
 from ingest import EventPublisher, Tracker
 from sync._decode import Row, RowChange, StreamPosition, encode_cdc
 
@@ -51,6 +55,7 @@ class Worker:
         }
         self.home = home
         self.log = home / "worker.log"
+        self.metrics_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
 
@@ -65,7 +70,7 @@ class Worker:
                     "sync",
                     "worker",
                     "--metrics-port",
-                    "0",
+                    str(self.metrics_port),
                     "--max-wait",
                     "0.1",
                     "--loglevel",
@@ -127,6 +132,7 @@ def stack(
     worker = Worker(settings, tmp_path_factory.mktemp("worker"))
     worker.start()
     ch = connect(settings)
+    wait_for(lambda: table_exists(ch), "the worker to migrate ClickHouse", worker)
     try:
         yield settings, ch, worker
     finally:
@@ -330,6 +336,46 @@ def test_poison_goes_to_the_dlq_with_reasons_and_good_events_around_it_arrive(
     assert len(letters) == len(poison)
     assert sorted(r.value for r in letters) == sorted(poison)
     assert all(reasons) and any("JSON" in r for r in reasons) and any("UTF-8" in r for r in reasons)
+
+
+def test_lag_and_freshness_are_observable(
+    stack: tuple[Settings, ClickHouse, Worker], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, ch, worker = stack
+    with EventPublisher(settings) as publisher:
+        publisher.publish(Activity(actor="obs", type="observed", target="/o"))
+    wait_for(lambda: counts_by_type(ch).get("observed") == 1, "the observed event", worker)
+
+    def metric(name: str, labels: str) -> float | None:
+        url = f"http://127.0.0.1:{worker.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            if line.startswith(f"{name}{{{labels}}} "):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    assert (metric("footfall_sync_rows_written_total", 'source="kafka"') or 0) >= 1
+    newest = metric("footfall_sync_newest_event_timestamp_seconds", 'source="kafka"')
+    assert newest is not None and newest >= NOW.timestamp() - 2 * 86400
+    wait_for(
+        lambda: metric("footfall_sync_consumer_lag", f'topic="{settings.topic("events")}"') == 0,
+        "the lag gauge to read 0",
+        worker,
+        timeout=30,
+    )
+    for name, value in {
+        "FOOTFALL_DYNAMODB_ENDPOINT": str(settings.dynamodb_endpoint),
+        "FOOTFALL_KAFKA_BROKER": str(settings.kafka_broker),
+        "FOOTFALL_CLICKHOUSE_URL": settings.clickhouse_url,
+        "FOOTFALL_TABLE": settings.table,
+        "FOOTFALL_TOPIC_PREFIX": settings.topic_prefix,
+    }.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(app, ["sync", "status"])
+    assert result.exit_code == 0, result.output
+    assert "kafka" in result.output and "dynamodb" in result.output
+    assert "consumer lag" in result.output
 
 
 def read_topic(settings: Settings, topic: str, n: int) -> list[Any]:
