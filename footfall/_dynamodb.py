@@ -201,6 +201,8 @@ class DynamoDB:
 
         UnprocessedItems and transient errors are retried with exponential backoff and jitter
         up to `max_attempts`; what is still unwritten then is returned as failed, with why.
+        `retries` counts every repeated request, the SDK's own retries of throttled and failed
+        calls included.
         """
         outcome = BatchOutcome()
         by_key = {(item["actor"], item["sk"]): index for index, item in items}
@@ -211,6 +213,7 @@ class DynamoDB:
             try:
                 response = self.client.batch_write_item(RequestItems={self.table: pending})
             except Exception as exc:
+                outcome.retries += _sdk_retries(exc)
                 error = translate_error(exc, table=self.table)
                 if not error.transient:
                     outcome.failed.extend((by_key[_key_of(r)], str(error)) for r in pending)
@@ -218,6 +221,7 @@ class DynamoDB:
                 last_reason = str(error)
                 unprocessed = pending
             else:
+                outcome.retries += _sdk_retries(response)
                 unprocessed = list[Any](response.get("UnprocessedItems", {}).get(self.table, []))
                 last_reason = "left unprocessed by DynamoDB (throughput exceeded)"
             done = {_key_of(r) for r in pending} - {_key_of(r) for r in unprocessed}
@@ -366,6 +370,14 @@ class DynamoDB:
     def _deserialize(self, raw: dict[str, Any]) -> dict[str, Any]:
         de = self._de.deserialize
         return {k: de(v) for k, v in raw.items()}
+
+
+def _sdk_retries(outcome: Any) -> int:
+    """How often botocore retried a call itself (throttling, 5xx): from a response or an error."""
+    response = outcome.response if isinstance(outcome, botocore.exceptions.ClientError) else outcome
+    if not isinstance(response, dict):
+        return 0
+    return int(response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
 
 
 def _key_of(request: dict[str, Any]) -> tuple[str, str]:

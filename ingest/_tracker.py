@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class WriteReport:
-    """What `record_many` did. `failed` holds `(index, reason)` pairs into the input."""
+    """What `record_many` did. `failed` holds `(index, reason)` pairs into the input;
+    `retries` counts the BatchWriteItem requests repeated after throttling, a server error or
+    unprocessed items (the AWS SDK's own retries included)."""
 
     written: int
     duplicates: int
