@@ -68,7 +68,7 @@ def parse_clickhouse_url(url: str) -> ClickHouseTarget:
     parts = urlsplit(url)
     if parts.scheme == "chdb":
         if parts.netloc or not parts.path or parts.path == "/":
-            raise ConfigError("FOOTFALL_CLICKHOUSE_URL", url, CLICKHOUSE_FORMS)
+            raise ConfigError("FOOTFALL_CLICKHOUSE_URL", _redact(url), CLICKHOUSE_FORMS)
         raw = parts.path
         # chdb:///abs/dir is absolute; chdb:///./rel/dir is relative to the working directory
         path = Path(raw[1:]) if raw.startswith("/./") or raw.startswith("/../") else Path(raw)
@@ -101,18 +101,24 @@ def parse_kafka_url(url: str) -> KafkaTarget:
     rest = url[len("kafka://") :] if url.startswith("kafka://") else url
     servers = tuple(s.strip() for s in rest.rstrip("/").split(",") if s.strip())
     if "://" in rest or not servers or not all(_HOST_PORT.match(s) for s in servers):
-        raise ConfigError("FOOTFALL_KAFKA_BROKER", url, KAFKA_FORM)
+        raise ConfigError("FOOTFALL_KAFKA_BROKER", _redact(url), KAFKA_FORM)
     return KafkaTarget(servers)
 
 
 def _redact(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    netloc = urlsplit(url).netloc
-    if "@" not in netloc:
+    """The URL with any password replaced by ***.
+
+    Also for text that is not a valid URL: a password holding `# / ? @` that was not
+    percent-encoded ends the URL's netloc early, so the user information is taken to run from
+    the scheme (or the start) to the last `@` of the whole text.
+    """
+    scheme_end = url.find("://")
+    start = 0 if scheme_end < 0 else scheme_end + 3
+    at = url.rfind("@")
+    if at < start or ":" not in url[start:at]:
         return url
-    userinfo, _, host = netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return url.replace(netloc, f"{user}:***@{host}", 1)
+    user = url[start:at].split(":", 1)[0]
+    return f"{url[:start]}{user}:***{url[at:]}"
 
 
 class Settings(BaseSettings):
@@ -212,6 +218,7 @@ def load_settings(**overrides: object) -> Settings:
         if isinstance(cause, ConfigError):
             expected = cause.expected
         value = error.get("input")
-        if isinstance(value, str) and "://" in value:
+        if isinstance(value, str):
             value = _redact(value)
-        raise ConfigError(name, value, expected.removeprefix("Value error, ")) from exc
+        # not `from exc`: pydantic's error quotes the input, which may hold a password
+        raise ConfigError(name, value, expected.removeprefix("Value error, ")) from None
