@@ -16,6 +16,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -23,6 +24,7 @@ import pytest
 import query
 from footfall import ConfigError, FootfallError, load_settings
 from footfall._clickhouse import connect
+from footfall._dynamodb import DynamoDB
 from footfall.services import free_port
 from footfall.services._process import http_probe
 from ingest import Tracker
@@ -48,6 +50,14 @@ def everything_about(exc: BaseException) -> str:
     """What a user could ever see of an error: its text, repr, data and whole traceback chain."""
     data = [repr(v) for v in vars(exc).values()] if hasattr(exc, "__dict__") else []
     return "\n".join([str(exc), repr(exc), *data, *traceback.format_exception(exc)])
+
+
+@pytest.fixture
+def aws_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS credentials in the environment, as the AWS credential chain reads them."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFOOTFALLTEST0001")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", AWS_TOKEN)
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +193,91 @@ def test_clickhouse_queries_with_a_password_log_nothing_secret_at_debug(
     with query.connect(settings) as ff:
         assert ff.sql("SELECT 2 AS two")["two"].to_list() == [2]
     assert not leaks(caplog.text)
+
+
+@pytest.mark.usefixtures("aws_secrets")
+def test_dynamodb_calls_log_no_aws_secret_at_debug(
+    dynamodb_endpoint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """boto3 signs with the environment's credentials; no log line shows the secret key or the
+    session token, whatever logger (botocore's own included) and level."""
+    caplog.set_level(logging.DEBUG)
+    settings = load_settings(dynamodb_endpoint=dynamodb_endpoint, table=f"s-{TOKEN[:8]}")
+    tracker = Tracker("secret-views", settings)
+    tracker.ensure_table()
+    tracker.record_activity("bob", "/p/1", browser="x")
+    tracker.record_many([{"actor": "bob", "target": f"/p/{i}"} for i in range(30)])
+    assert any(r.name.startswith("botocore") for r in caplog.records)  # DEBUG was captured
+    assert not leaks(caplog.text)
+
+
+@pytest.mark.usefixtures("aws_secrets")
+def test_failing_dynamodb_calls_show_no_aws_secret(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    unreachable = load_settings(dynamodb_endpoint=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(FootfallError) as caught:
+        DynamoDB(unreachable).describe()
+    assert not leaks(everything_about(caught.value))
+    assert not leaks(caplog.text)
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+
+def run_cli(*args: str, env: dict[str, str], home: Path) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("FOOTFALL_", "AWS_"))},
+        "FOOTFALL_HOME": str(home),
+        "COLUMNS": "200",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "footfall", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_cli_output_shows_no_secret(
+    dynamodb_endpoint: str, guarded_clickhouse: str, tmp_path: Path
+) -> None:
+    """`services status`, a command that talks to DynamoDB at DEBUG, one that queries
+    ClickHouse, one that cannot reach it and one with a malformed URL: stdout and stderr of each
+    hold no secret."""
+    secrets = {
+        "AWS_ACCESS_KEY_ID": "AKIAFOOTFALLTEST0001",
+        "AWS_SECRET_ACCESS_KEY": AWS_SECRET,
+        "AWS_SESSION_TOKEN": AWS_TOKEN,
+        "FOOTFALL_CLICKHOUSE_URL": guarded_clickhouse,
+        "FOOTFALL_DYNAMODB_ENDPOINT": dynamodb_endpoint,
+        "FOOTFALL_TABLE": f"cli-{TOKEN[:8]}",
+    }
+    unreachable = guarded_clickhouse.replace(guarded_clickhouse.split(":")[-1].split("/")[0], "9")
+    malformed = f"http://alice:{CH_PASSWORD}@127.0.0.1:8123/default"
+    commands: dict[str, tuple[list[str], dict[str, str]]] = {
+        "services status": (["services", "status"], secrets),
+        "-v services status": (["-v", "services", "status"], secrets),
+        "-v table create": (["-v", "table", "create"], secrets),
+        "-v query": (["-v", "query", "SELECT 1 AS one"], secrets),
+        "query, unreachable": (
+            ["-v", "query", "SELECT 1"],
+            {**secrets, "FOOTFALL_CLICKHOUSE_URL": unreachable},
+        ),
+        "malformed url": (
+            ["services", "status"],
+            {**secrets, "FOOTFALL_CLICKHOUSE_URL": malformed},
+        ),
+    }
+    runs = {name: run_cli(*args, env=env, home=tmp_path) for name, (args, env) in commands.items()}
+    assert runs["services status"].returncode == 0, runs["services status"].stderr
+    assert "dynamodb" in runs["services status"].stdout
+    assert runs["-v table create"].returncode == 0, runs["-v table create"].stderr
+    assert "botocore" in runs["-v table create"].stderr  # DEBUG logging was on
+    assert runs["-v query"].returncode == 0, runs["-v query"].stderr
+    assert runs["query, unreachable"].returncode != 0
+    assert runs["malformed url"].returncode != 0
+    assert "FOOTFALL_CLICKHOUSE_URL" in runs["malformed url"].stderr
+    for name, run in runs.items():
+        assert not leaks(run.stdout + run.stderr), f"{name}: {leaks(run.stdout + run.stderr)}"
