@@ -47,8 +47,8 @@ def run_ingest(bench: Bench) -> list[CaseResult]:
     DynamoDB(settings).ensure_table()
     client = bare_dynamodb_client(settings)
     seeds = itertools.count(1000)
-    n_batch = bench.size(20_000, 400)
-    n_single = bench.size(3_000, 100)
+    n_batch = bench.size(10_000, 400)
+    n_single = bench.size(2_000, 100)
 
     def fresh(n: int) -> list[Activity]:
         return list(synthetic_activities(n, seed=next(seeds), end=bench.now))

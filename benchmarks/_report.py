@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import subprocess
@@ -147,7 +148,7 @@ def chart(results: Sequence[CaseResult], path: Path, *, title: str) -> bool:
     except ImportError:
         log.warning("matplotlib is not installed: no chart (pip install matplotlib)")
         return False
-    rows = [(r, m) for r in results if (m := margin(r)) is not None]
+    rows = [(r, m) for r in results if (m := margin(r)) is not None and math.isfinite(m)]
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.5))
     names = [r.name for r, _ in rows]
     values = [m for _, m in rows]

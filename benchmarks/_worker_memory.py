@@ -27,7 +27,7 @@ from ingest import EventPublisher, Tracker
 from ._context import REPETITIONS, Bench
 from ._harness import CaseResult, Goal, Side
 from ._services import Worker, read_rss_mb, settings_for
-from ._sync import publish
+from ._sync import create_topics
 
 __all__ = ["run_worker_memory"]
 
@@ -42,7 +42,7 @@ def run_worker_memory(bench: Bench) -> list[CaseResult]:
     name = f"m{uuid.uuid4().hex[:6]}"
     settings = settings_for(services, dynamodb=endpoint, clickhouse_url=url, name=name)
     Tracker("x", settings).ensure_table()
-    publish(settings, [])  # the topics, before the worker subscribes
+    create_topics(settings)  # before the worker subscribes
     duration = bench.size(300.0, 20.0)
     stop = threading.Event()
     errors: list[BaseException] = []
