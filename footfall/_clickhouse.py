@@ -13,7 +13,9 @@ after which another directory may be opened.
 `readonly=1` (no writes, no DDL, no setting changes, no table functions that reach outside). In
 embedded mode that is a chDB client of its own: chDB keeps a query's `SETTINGS readonly = 1` on
 the connection afterwards, so a per-query setting on the shared client would lock the writers
-out too.
+out too. chDB runs queries the way clickhouse-local does, so there `readonly=1` does not stop the
+scalar `file()` (it reads any file), `SELECT ... INTO OUTFILE` (it writes one) or `KILL QUERY`:
+ad-hoc SQL reaches this handle only through `query`'s syntax check, which refuses them.
 
 Errors are classified by ClickHouse's numeric error code (clickhouse-connect's `Error.code`), or
 by the driver's exception type when there is no code, never by message text.
@@ -179,11 +181,17 @@ class ClickHouse:
 
     def query_arrow(self, sql: str, parameters: Mapping[str, Any] | None = None) -> pyarrow.Table:
         """Run a query and return its result as an Arrow table (String columns as Arrow strings)."""
+        import pyarrow
+
         params = _checked(sql, parameters)
         try:
             return self._live().query_arrow(sql, parameters=params, use_strings=True)
         except ch_errors.Error as exc:
             raise translate_error(exc, doing=_head(sql)) from exc
+        except pyarrow.ArrowException as exc:  # the answer was not an Arrow stream
+            raise StoreError(
+                STORE, f"{_head(sql)}: the answer is not an Arrow result ({exc})", code="NOT_ARROW"
+            ) from exc
 
     def query_polars(
         self, sql: str, parameters: Mapping[str, Any] | None = None

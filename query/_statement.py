@@ -9,7 +9,10 @@ mysql, postgresql, hdfs, ... read outside ClickHouse's tables), functions that r
 visible to be checked) and client-side `?`/`%s` placeholders. What cannot be parsed is refused
 too: footfall runs only what it could check.
 
-The second wall is ClickHouse's own `readonly=1`, set on the connection the queries run on.
+The second wall is ClickHouse's own `readonly=1`, set on the connection the queries run on. On
+chDB (embedded mode, and footfall's own HTTP server) `readonly=1` lets the scalar `file()`,
+`INTO OUTFILE` and `KILL QUERY` through, so for those this first wall is the only one
+(tests/faults/test_sql_security.py tries them in many spellings against both walls).
 """
 
 from __future__ import annotations
