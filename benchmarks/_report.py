@@ -19,7 +19,15 @@ from rich.table import Table
 
 from ._harness import CaseResult
 
-__all__ = ["chart", "machine", "margin", "results_json", "table", "write_results"]
+__all__ = [
+    "chart",
+    "machine",
+    "margin",
+    "markdown",
+    "results_json",
+    "table",
+    "write_results",
+]
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +136,36 @@ def table(results: Sequence[CaseResult], *, title: str) -> Table:
     return out
 
 
+def markdown(machine_info: dict[str, Any], results: Sequence[CaseResult]) -> str:
+    """The results as a Markdown table (for docs/benchmarks.md), with the machine above it."""
+    versions = ", ".join(f"{k} {v}" for k, v in machine_info["versions"].items() if v)
+    lines = [
+        f"Run: {machine_info['mode']}, {machine_info['started']}, "
+        f"{machine_info['seconds'] / 60:.0f} min. Machine: {machine_info['cores']} cores, "
+        f"{machine_info['memory_gib']} GiB, Python {machine_info['python']}, "
+        f"{machine_info['java']}, DynamoDB Local (npm) {machine_info['dynamodb_local_npm']}, "
+        f"Kafka {machine_info['kafka']}; {versions}.",
+        "",
+        "| case | unit | product: median (min-max) | baseline | baseline: median (min-max) "
+        "| ratio: median (pairs min-max) | goal | met |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        p = r.product
+        baseline = ratio = ""
+        if r.baseline is not None and r.ratio is not None:
+            b = r.baseline
+            baseline = f"{_number(b.median)} ({_number(b.low)}-{_number(b.high)})"
+            pairs = r.pair_ratios
+            ratio = f"{_ratio(r.ratio)} ({_ratio(min(pairs))}-{_ratio(max(pairs))})"
+        lines.append(
+            f"| {r.name} | {r.unit} | {_number(p.median)} ({_number(p.low)}-{_number(p.high)}) "
+            f"| {'' if r.baseline is None else r.baseline.name} | {baseline} | {ratio} "
+            f"| {r.goal.text} | {'yes' if r.met else '**no**'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def margin(result: CaseResult) -> float | None:
     """How far the result is from its goal, as a factor: > 1 met, < 1 missed."""
     goal, ratio, value = result.goal, result.ratio, result.product.median
@@ -176,12 +214,14 @@ def write_results(
     results: Sequence[CaseResult],
     console: Console,
 ) -> Path:
-    """Write `latest.json` and `latest.png` into `directory`; print the table."""
+    """Write `latest.json`, `latest.md` (the table for the docs) and `latest.png` into
+    `directory`; print the table."""
     directory.mkdir(parents=True, exist_ok=True)
     title = f"footfall benchmarks ({machine_info['mode']}, {machine_info['started']})"
     console.print(table(results, title=title))
     path = directory / "latest.json"
     path.write_text(json.dumps(results_json(machine_info, results), indent=2) + "\n")
+    (directory / "latest.md").write_text(markdown(machine_info, results))
     png = directory / "latest.png"
     if chart(results, png, title=title):
         console.print(f"wrote {path} and {png}")

@@ -12,7 +12,7 @@ import pytest
 
 from benchmarks import CASES, CaseResult, Goal, Side
 from benchmarks._harness import alternate, percentile, repeat
-from benchmarks._report import margin, results_json
+from benchmarks._report import margin, markdown, results_json
 from benchmarks._runner import select
 from benchmarks._worker_memory import memory_results
 
@@ -188,3 +188,30 @@ def test_worker_memory_growth_beyond_the_allowance_is_not_flat() -> None:
     samples = [(float(t), 100.0 + 2 * t) for t in range(100)]
     _peak, growth = memory_results(samples, 100.0)
     assert not growth.met
+
+
+def test_markdown_table_has_a_row_per_case_and_names_the_machine() -> None:
+    machine = {
+        "mode": "full",
+        "started": "2026-11-29T00:00:00+00:00",
+        "seconds": 600.0,
+        "cores": 2,
+        "memory_gib": 23.5,
+        "python": "3.11.7",
+        "java": "openjdk 17",
+        "dynamodb_local_npm": "10.3.0",
+        "kafka": "3.9.1",
+        "versions": {"chdb": "4.4.0", "faust-streaming": None},
+    }
+    results = [
+        CaseResult(
+            "hand-off", "s", Side("p", (1.1,)), Goal("ratio_at_most", 1.2, "t"), Side("b", (1.0,))
+        ),
+        CaseResult("freshness (p50)", "ms", Side("p", (400.0,)), Goal("value_at_most", 300, "t")),
+    ]
+    text = markdown(machine, results)
+    assert "2 cores" in text and "chdb 4.4.0" in text and "faust-streaming" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + len(results)  # the header and one per case
+    assert rows[1].startswith("| hand-off |") and rows[1].endswith("| yes |")
+    assert rows[2].endswith("| **no** |")
