@@ -25,6 +25,28 @@ EXPECTED = {
         "load_settings",
         "new_event_id",
     },
+    "sync": {
+        "Batch",
+        "Batcher",
+        "EmbeddedSync",
+        "OffsetTracker",
+        "Poison",
+        "Retention",
+        "Row",
+        "RowChange",
+        "Sink",
+        "StreamRelay",
+        "SyncMetrics",
+        "SyncOptions",
+        "SyncStatus",
+        "create_app",
+        "decode_cdc",
+        "decode_event",
+        "decode_stream_record",
+        "encode_cdc",
+        "run_worker",
+        "sync_status",
+    },
     "ingest": {
         "Activity",
         "ActivityNotFound",
@@ -53,3 +75,12 @@ def test_every_footfall_error_derives_from_the_root() -> None:
         obj = getattr(footfall, name)
         if isinstance(obj, type) and issubclass(obj, Exception):
             assert issubclass(obj, footfall.FootfallError), name
+
+
+def test_importing_sync_and_query_does_not_import_faust() -> None:
+    import subprocess
+    import sys
+
+    code = "import sync, query, sys; print('faust' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
