@@ -193,6 +193,7 @@ def chart(results: Sequence[CaseResult], path: Path, *, title: str) -> bool:
     colors = ["#2e7d32" if m >= 1 else "#c62828" for m in values]
     ax.barh(names, values, color=colors)
     ax.set_xscale("log")
+    ax.set_xlim(min([*values, 1.0]) / 2, max([*values, 1.0]) * 8)  # room for the labels
     ax.axvline(1.0, color="black", linewidth=1)
     ax.invert_yaxis()
     for y, (r, m) in enumerate(rows):
