@@ -1,0 +1,157 @@
+"""The zero-setup DynamoDB stand-in: moto's server on a loopback port, inside this process.
+
+Used only by `footfall demo` and the quickstart notebook when no DynamoDB endpoint is
+configured, so that they run with nothing but Python installed (no Java, no Docker). moto
+serves DynamoDB and DynamoDB Streams (one shard) well enough to show the product end to end; it
+is not what footfall's behaviour is proven against (the tests use DynamoDB Local or AWS). Its
+data lives in memory and is gone when the server stops.
+
+One speed-up, while a stand-in runs: moto answers GetRecords through its generic, model-driven
+response serializer, which costs about 2 ms of CPU per stream record here (it walks every
+attribute of every image), five times what the rest of the mirror costs. The stand-in answers
+GetRecords with moto's own DynamoDB JSON encoder instead, the one moto's DynamoDB handler uses
+for Query and Scan: the same records, the same JSON after parsing, about six times less CPU
+(tests/integration/test_demo.py compares both answers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._errors import ServiceError
+
+if TYPE_CHECKING:
+    from moto.server import ThreadedMotoServer
+
+__all__ = ["MotoDynamoDB", "fast_get_records", "moto_dynamodb"]
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'moto[server]', or point FOOTFALL_DYNAMODB_ENDPOINT at a DynamoDB"
+
+_patch_lock = threading.Lock()
+_patch_users = 0
+_original_get_records: Callable[..., Any] | None = None
+
+
+class MotoDynamoDB:
+    """moto's threaded server on `127.0.0.1:<free port>`; `endpoint` once started.
+
+    >>> with MotoDynamoDB() as endpoint:
+    ...     settings = load_settings(dynamodb_endpoint=endpoint)
+    """
+
+    def __init__(self, host: str = "127.0.0.1", *, fast_streams: bool = True) -> None:
+        self.host = host
+        self.fast_streams = fast_streams
+        self._server: ThreadedMotoServer | None = None
+        self._patched = False
+        self.endpoint = ""
+
+    def start(self) -> str:
+        """Start serving (port 0: the OS picks a free one, no race); returns the endpoint."""
+        try:
+            from moto.server import ThreadedMotoServer
+        except ImportError as exc:
+            raise ServiceError("moto", "is not installed", hint=INSTALL_HINT) from exc
+        _quiet_request_log()
+        server = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
+        server.start()
+        self._server = server
+        if self.fast_streams:
+            _install_fast_get_records()
+            self._patched = True
+        host, port = server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        log.info("moto serves DynamoDB at %s", self.endpoint)
+        return self.endpoint
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+            log.info("moto at %s stopped", self.endpoint)
+        if self._patched:
+            _remove_fast_get_records()
+            self._patched = False
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def moto_dynamodb(host: str = "127.0.0.1") -> Iterator[str]:
+    """An in-process moto DynamoDB for the duration of the block; yields its endpoint."""
+    server = MotoDynamoDB(host)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def fast_get_records() -> Iterator[None]:
+    """moto's GetRecords answered with its DynamoDB JSON encoder for the block (see above)."""
+    _install_fast_get_records()
+    try:
+        yield
+    finally:
+        _remove_fast_get_records()
+
+
+def _get_records(self: Any) -> str:
+    """GetRecords as moto's handler does it, encoded the way moto's DynamoDB handler encodes
+    Query answers; times in epoch seconds truncated to milliseconds, as moto's serializer
+    writes them (the Smithy rule)."""
+    import calendar
+    import json
+    from datetime import datetime
+
+    from moto.dynamodb.models.utilities import DynamoJsonEncoder
+
+    class Encoder(DynamoJsonEncoder):
+        def default(self, o: Any) -> Any:
+            if isinstance(o, datetime):
+                return calendar.timegm(o.timetuple()) + (o.microsecond // 1000) / 1000.0
+            return super().default(o)
+
+    limit = self._get_param("Limit")
+    result = self.backend.get_records(self._get_param("ShardIterator"), limit or 1000)
+    return json.dumps(result, cls=Encoder)
+
+
+def _install_fast_get_records() -> None:
+    global _patch_users, _original_get_records
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    with _patch_lock:
+        if _patch_users == 0:
+            _original_get_records = DynamoDBStreamsHandler.get_records
+            DynamoDBStreamsHandler.get_records = _get_records  # type: ignore[method-assign, assignment]
+        _patch_users += 1
+
+
+def _remove_fast_get_records() -> None:
+    global _patch_users, _original_get_records
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    with _patch_lock:
+        _patch_users -= 1
+        if _patch_users == 0 and _original_get_records is not None:
+            DynamoDBStreamsHandler.get_records = _original_get_records  # type: ignore[method-assign]
+            _original_get_records = None
+
+
+def _quiet_request_log() -> None:
+    """Keep werkzeug's per-request lines ("POST / HTTP/1.1" 200) off the terminal, unless the
+    application configured that logger itself."""
+    werkzeug = logging.getLogger("werkzeug")
+    if werkzeug.level == logging.NOTSET:
+        werkzeug.setLevel(logging.WARNING)
