@@ -66,6 +66,9 @@ class SyncOptions:
     relay_interval_s: float = 0.05
     metrics_port: int = 6066  # Faust's web server serves /metrics here (0: pick a free port)
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container
+    # A crashed worker's partitions (and the relay, if it led) move to the others after this
+    # long without its heartbeat; Faust's default of 60 s left them unread for a minute.
+    session_timeout_s: float = 10.0
 
 
 @dataclass
@@ -101,6 +104,8 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         producer_acks=-1,
         producer_max_request_size=2 << 20,  # the DLQ re-sends records up to the broker's limit
         broker_commit_interval=1.0,
+        broker_session_timeout=options.session_timeout_s,
+        broker_heartbeat_interval=options.session_timeout_s / 5,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=1,
         web_port=options.metrics_port or _free_port(),

@@ -7,9 +7,13 @@ runs the long ones.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from footfall import load_settings
+from tests.faults._support import PrivateService, Results, is_long
 
 HERE = Path(__file__).resolve().parent
 
@@ -24,3 +28,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if HERE in item.path.resolve().parents:
             item.add_marker(pytest.mark.faults)
+
+
+@pytest.fixture(scope="session")
+def long_volume(request: pytest.FixtureRequest) -> bool:
+    """True with `--long` / FOOTFALL_FAULTS_LONG=1: the long volumes."""
+    return is_long(request.config)
+
+
+@pytest.fixture(scope="session")
+def fault_results(long_volume: bool) -> Iterator[Results]:
+    """The session's measured rows, saved to `.footfall/faults/<short|long>.json`."""
+    results = Results("long" if long_volume else "short")
+    try:
+        yield results
+    finally:
+        if results.rows:
+            results.save()
+
+
+@pytest.fixture(scope="session")
+def faults_dynamodb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A DynamoDB Local of the fault suite's own (fresh, in memory), unless the environment names
+    one: the emulator's stream writes slow down as its streams fill, and the other tests of the
+    session fill the shared one."""
+    named = load_settings().dynamodb_endpoint
+    if named:
+        yield named
+        return
+    service = PrivateService("dynamodb", tmp_path_factory.mktemp("faults-dynamodb"))
+    try:
+        yield service.start()
+    finally:
+        service.close()
