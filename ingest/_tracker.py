@@ -194,6 +194,15 @@ def coerce_activities(
 
     With `activity_type`, mappings default to it and every activity must be of it.
     """
+    if isinstance(activities, Activity | Mapping | str | bytes) or not isinstance(
+        activities, Iterable
+    ):
+        raise InvalidActivity(
+            "activities",
+            activities,
+            "must be a list (or other iterable) of Activity objects or mappings; "
+            "for a single activity use record_activity() or publish()",
+        )
     out: list[Activity] = []
     for index, value in enumerate(activities):
         try:

@@ -79,9 +79,10 @@ def named_queries() -> list[NamedQuery]:
 
 def named_query(name: str) -> NamedQuery:
     """The named query `name`; UnknownName lists the known ones otherwise."""
-    if not re.fullmatch(r"\w+", name) or not (_folder() / f"{name}.sql").is_file():
-        known = ", ".join(q.name for q in named_queries())
-        raise UnknownName("named query", name, f"the named queries are: {known}")
+    known = [path.stem for path in sorted(_folder().glob("*.sql"))]
+    if not isinstance(name, str) or name not in known:  # never a path built from the name
+        shown = name if isinstance(name, str) else repr(name)
+        raise UnknownName("named query", shown, f"the named queries are: {', '.join(known)}")
     return _load(name)
 
 

@@ -38,6 +38,13 @@ def check_parameters(
     Raises ParameterError for a value of the wrong type, a placeholder without a value, a value
     without a placeholder, or a name in footfall's reserved `__ff_` namespace.
     """
+    if given is not None and not isinstance(given, Mapping):
+        raise ParameterError(
+            "parameters",
+            "a mapping",
+            given,
+            "pass the values as a dict of placeholder names, e.g. {'actor': 'bob'}",
+        )
     values = dict(given or {})
     for name in values:
         if name.startswith(RESERVED_PREFIX):
