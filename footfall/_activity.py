@@ -88,7 +88,12 @@ def to_utc(value: datetime, field: str = "ts") -> datetime:
         raise InvalidActivity(
             field, value, "must be timezone-aware; pass e.g. datetime.now(timezone.utc)"
         )
-    utc = value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 lies before year 1 in UTC
+        raise InvalidActivity(
+            field, value, f"must lie in [{EARLIEST:%Y-%m-%d}, {LATEST:%Y-%m-%d}) UTC"
+        ) from None
     return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Final
 
 import pytest
@@ -77,3 +77,23 @@ def test_a_named_query_that_does_not_exist_is_unknown_whatever_its_name(
     for name in (None, 42, "x" * 300, "../queries/named/top_targets", "top_targets\x00"):
         with pytest.raises(UnknownName):
             reader.named(name)  # type: ignore[arg-type]
+
+
+FAR_AWAY = [
+    datetime.min.replace(tzinfo=timezone(timedelta(hours=1))),
+    datetime.max.replace(tzinfo=timezone(timedelta(hours=-1))),
+]
+
+
+@pytest.mark.parametrize("moment", FAR_AWAY, ids=["before year 1", "after year 9999"])
+def test_times_outside_years_1_to_9999_in_utc_are_refused_not_overflowing(
+    moment: datetime, table: Settings, reader: query.Footfall
+) -> None:
+    with pytest.raises(InvalidActivity, match="ts"):
+        Tracker("t", table).record_activity("a", "x", at=moment)
+    with pytest.raises(InvalidActivity):
+        reader.actor_range("a", moment, datetime.now(UTC))
+    with pytest.raises(ParameterError):
+        reader.sql("SELECT {s:DateTime64(3, 'UTC')} AS s", {"s": moment})
+    with pytest.raises(ParameterError):
+        reader.sql("SELECT {s:DateTime64(3, 'UTC')} AS s", {"s": moment.isoformat()})
