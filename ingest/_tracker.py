@@ -107,15 +107,16 @@ class Tracker:
 
         Activities may be of any type (Activity objects, or mappings of Activity's fields).
         One invalid activity raises InvalidActivity (with `.index`) and nothing is written.
-        Repeated `event_id`s in the input, and with `skip_existing` those already stored, are
-        counted as duplicates and not written again. Items DynamoDB still refuses after every
-        retry raise BatchWriteError (or are listed in the report with `on_failure="report"`);
-        everything else stays written.
+        Activities repeated in the input (same actor, ts and event_id: an activity's identity),
+        and with `skip_existing` those already stored, are counted as duplicates and not
+        written again. Items DynamoDB still refuses after every retry raise BatchWriteError (or
+        are listed in the report with `on_failure="report"`); everything else stays written.
         """
         batch = coerce_activities(activities, activity_type=self.activity_type)
-        unique: dict[tuple[str, str], tuple[int, Activity]] = {}
-        for index, activity in enumerate(batch):
-            unique.setdefault((activity.actor, activity.event_id), (index, activity))
+        unique: dict[tuple[str, int, str], tuple[int, Activity]] = {}
+        for index, activity in enumerate(batch):  # by identity, as the table's key has it
+            identity = (activity.actor, activity.ts_ms, activity.event_id)
+            unique.setdefault(identity, (index, activity))
         duplicates = len(batch) - len(unique)
         rev = _now_ms()
         items = [(i, self._item(a, rev=rev)) for i, a in unique.values()]

@@ -97,3 +97,18 @@ def test_times_outside_years_1_to_9999_in_utc_are_refused_not_overflowing(
         reader.sql("SELECT {s:DateTime64(3, 'UTC')} AS s", {"s": moment})
     with pytest.raises(ParameterError):
         reader.sql("SELECT {s:DateTime64(3, 'UTC')} AS s", {"s": moment.isoformat()})
+
+
+def test_record_many_stores_activities_that_share_an_event_id_but_not_a_time(
+    table: Settings,
+) -> None:
+    """An activity's identity is (actor, ts, event_id), as record_activity and the table's key
+    have it: two of one batch that differ in ts are two activities, not a duplicate."""
+    actor = f"same-id-{uuid.uuid4().hex[:6]}"
+    twins = [
+        Activity(actor=actor, type="t", target="x", ts=NOW - timedelta(seconds=s), event_id="e")
+        for s in (1, 2)
+    ]
+    report = Tracker("t", table).record_many([*twins, twins[0]])
+    assert (report.written, report.duplicates) == (2, 1)
+    assert len(list(DynamoDB(table).query(key_name="actor", key_value=actor))) == 2
