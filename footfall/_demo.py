@@ -67,11 +67,7 @@ def demo_stores(settings: Settings) -> Iterator[Stores]:
             from ._moto import MotoDynamoDB
 
             endpoint = stack.enter_context(MotoDynamoDB())
-            # moto's backend is not thread-safe: concurrent writers can give two stream records
-            # one sequence number, and its iterators then hand a record out twice. One writer
-            # costs no CPU (the process is bound by the GIL) and little time.
-            update = {"dynamodb_endpoint": endpoint, "write_concurrency": 1}
-            settings = settings.model_copy(update=update)
+            settings = settings.model_copy(update={"dynamodb_endpoint": endpoint})
             dynamodb = f"moto, in this process, in memory ({endpoint})"
             notes.append("DynamoDB's items were in memory and are gone")
         else:

@@ -6,26 +6,36 @@ serves DynamoDB and DynamoDB Streams (one shard) well enough to show the product
 is not what footfall's behaviour is proven against (the tests use DynamoDB Local or AWS). Its
 data lives in memory and is gone when the server stops.
 
-One speed-up, while a stand-in runs: moto answers GetRecords through its generic, model-driven
-response serializer, which costs about 2 ms of CPU per stream record here (it walks every
-attribute of every image), five times what the rest of the mirror costs. The stand-in answers
-GetRecords with moto's own DynamoDB JSON encoder instead, the one moto's DynamoDB handler uses
-for Query and Scan: the same records, the same JSON after parsing, about six times less CPU
-(tests/integration/test_demo.py compares both answers).
+The server is moto's own application (the one `moto.server.ThreadedMotoServer` runs) on
+werkzeug's threaded server, with two changes:
+
+- One request at a time. moto's backends are not thread-safe: with 8 concurrent BatchWriteItem
+  writers, about 1 stream record in 120 shared its sequence number with another (measured on
+  30,000 writes), and moto's iterators then hand records out twice. The process is bound by the
+  GIL anyway, so serving requests one by one costs nothing.
+- GetRecords is answered with moto's DynamoDB JSON encoder, the one moto's DynamoDB handler uses
+  for Query and Scan, instead of moto's generic model-driven serializer, which costs about 2 ms
+  of CPU per stream record here (it walks every attribute of every image): the same records
+  once parsed, about six times less CPU (tests/integration/test_demo.py compares both answers).
 """
 
 from __future__ import annotations
 
+import calendar
 import contextlib
+import functools
+import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ServiceError
 
 if TYPE_CHECKING:
-    from moto.server import ThreadedMotoServer
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+    from werkzeug.serving import BaseWSGIServer
 
 __all__ = ["MotoDynamoDB", "fast_get_records", "moto_dynamodb"]
 
@@ -39,7 +49,8 @@ _original_get_records: Callable[..., Any] | None = None
 
 
 class MotoDynamoDB:
-    """moto's threaded server on `127.0.0.1:<free port>`; `endpoint` once started.
+    """moto's server on `127.0.0.1:<free port>` in a thread of this process; `endpoint` once
+    started.
 
     >>> with MotoDynamoDB() as endpoint:
     ...     settings = load_settings(dynamodb_endpoint=endpoint)
@@ -48,33 +59,47 @@ class MotoDynamoDB:
     def __init__(self, host: str = "127.0.0.1", *, fast_streams: bool = True) -> None:
         self.host = host
         self.fast_streams = fast_streams
-        self._server: ThreadedMotoServer | None = None
+        self._server: BaseWSGIServer | None = None
+        self._thread: threading.Thread | None = None
         self._patched = False
         self.endpoint = ""
 
     def start(self) -> str:
         """Start serving (port 0: the OS picks a free one, no race); returns the endpoint."""
         try:
-            from moto.server import ThreadedMotoServer
+            from moto.moto_server.werkzeug_app import (
+                DomainDispatcherApplication,
+                MotoRequestHandler,
+                create_backend_app,
+            )
+            from werkzeug.serving import make_server
         except ImportError as exc:
             raise ServiceError("moto", "is not installed", hint=INSTALL_HINT) from exc
         _quiet_request_log()
-        server = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
-        server.start()
+        app = _one_at_a_time(DomainDispatcherApplication(create_backend_app))
+        server = make_server(self.host, 0, app, threaded=True, request_handler=MotoRequestHandler)
         self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="footfall-moto", daemon=True
+        )
+        self._thread.start()
         if self.fast_streams:
             _install_fast_get_records()
             self._patched = True
-        host, port = server.get_host_and_port()
-        self.endpoint = f"http://{host}:{port}"
+        self.endpoint = f"http://{self.host}:{server.server_port}"
         log.info("moto serves DynamoDB at %s", self.endpoint)
         return self.endpoint
 
     def stop(self) -> None:
+        """Stop serving and close the port (what moto held is dropped)."""
         if self._server is not None:
-            self._server.stop()
+            self._server.shutdown()
+            self._server.server_close()
             self._server = None
             log.info("moto at %s stopped", self.endpoint)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
         if self._patched:
             _remove_fast_get_records()
             self._patched = False
@@ -84,6 +109,17 @@ class MotoDynamoDB:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _one_at_a_time(app: WSGIApplication) -> WSGIApplication:
+    """The WSGI app, serving one request at a time (moto's backends are not thread-safe)."""
+    lock = threading.Lock()
+
+    def serve(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        with lock:
+            return app(environ, start_response)
+
+    return serve
 
 
 @contextlib.contextmanager
@@ -108,12 +144,18 @@ def fast_get_records() -> Iterator[None]:
 
 def _get_records(self: Any) -> str:
     """GetRecords as moto's handler does it, encoded the way moto's DynamoDB handler encodes
-    Query answers; times in epoch seconds truncated to milliseconds, as moto's serializer
-    writes them (the Smithy rule)."""
-    import calendar
-    import json
-    from datetime import datetime
+    Query answers (see the module docstring)."""
+    limit = self._get_param("Limit")
+    result = self.backend.get_records(self._get_param("ShardIterator"), limit or 1000)
+    if isinstance(result, str):  # a moto that encodes the answer itself
+        return result
+    return json.dumps(result, cls=_encoder())
 
+
+@functools.cache
+def _encoder() -> type[json.JSONEncoder]:
+    """moto's DynamoDB JSON encoder, with times as moto's serializer writes them: epoch seconds
+    truncated to milliseconds (the Smithy rule)."""
     from moto.dynamodb.models.utilities import DynamoJsonEncoder
 
     class Encoder(DynamoJsonEncoder):
@@ -122,9 +164,7 @@ def _get_records(self: Any) -> str:
                 return calendar.timegm(o.timetuple()) + (o.microsecond // 1000) / 1000.0
             return super().default(o)
 
-    limit = self._get_param("Limit")
-    result = self.backend.get_records(self._get_param("ShardIterator"), limit or 1000)
-    return json.dumps(result, cls=Encoder)
+    return Encoder
 
 
 def _install_fast_get_records() -> None:
