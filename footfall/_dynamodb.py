@@ -163,8 +163,11 @@ class DynamoDB:
             raise
         return True
 
-    def existing_keys(self, keys: Sequence[dict[str, str]]) -> set[tuple[str, str]]:
-        """Which of these `{actor, sk}` keys are stored (BatchGetItem, 100 keys a call)."""
+    def existing_keys(
+        self, keys: Sequence[dict[str, str]], *, max_attempts: int = 10
+    ) -> set[tuple[str, str]]:
+        """Which of these `{actor, sk}` keys are stored (BatchGetItem, 100 keys a call).
+        Transient errors and UnprocessedKeys are retried with backoff, as the writes are."""
         found: set[tuple[str, str]] = set()
         for start in range(0, len(keys), BATCH_GET_LIMIT):
             pending: list[dict[str, Any]] = [
@@ -172,22 +175,32 @@ class DynamoDB:
             ]
             attempt = 0
             while pending:
-                response = self._call(
-                    self.client.batch_get_item,
-                    RequestItems={
-                        self.table: {
-                            "Keys": pending,
-                            "ProjectionExpression": "actor, sk",
-                            "ConsistentRead": True,
-                        }
-                    },
-                )
+                try:
+                    response = self.client.batch_get_item(
+                        RequestItems={
+                            self.table: {
+                                "Keys": pending,
+                                "ProjectionExpression": "actor, sk",
+                                "ConsistentRead": True,
+                            }
+                        },
+                    )
+                except Exception as exc:
+                    error = translate_error(exc, table=self.table)
+                    attempt += 1
+                    if not error.transient or attempt >= max_attempts:
+                        raise error from exc
+                    _sleep_backoff(attempt)
+                    continue
                 for raw in response.get("Responses", {}).get(self.table, []):
                     found.add((raw["actor"]["S"], raw["sk"]["S"]))
                 unprocessed = response.get("UnprocessedKeys", {}).get(self.table)
                 pending = list(unprocessed["Keys"]) if unprocessed else []
                 if pending:
                     attempt += 1
+                    if attempt >= max_attempts:
+                        reason = f"{len(pending)} key(s) unprocessed after {attempt} attempts"
+                        raise StoreThrottled(STORE, reason, code="UnprocessedKeys")
                     _sleep_backoff(attempt)
         return found
 

@@ -14,6 +14,8 @@ Faults, each drawn for a configurable share of the calls to the operations a pla
 
 `stuck` names items (by a predicate on the item's plain `actor` string) that are never written:
 every BatchWriteItem returns them as unprocessed, so a caller's retries run out on exactly them.
+`first` answers the first N calls to `operations` with `first_kind`, whatever the shares: a
+burst that outlasts the SDK's own retries.
 
 Error replies carry what DynamoDB's JSON protocol carries: `Content-Type:
 application/x-amz-json-1.0`, `x-amzn-RequestId`, `x-amzn-ErrorType`, a `__type` of the form
@@ -91,6 +93,8 @@ class FaultPlan:
     partial: float = 0.0
     operations: frozenset[str] = frozenset({"BatchWriteItem", "PutItem"})
     stuck: Callable[[str], bool] | None = None
+    first: int = 0
+    first_kind: FaultKind = "throttling"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -98,9 +102,12 @@ class FaultPlan:
         if any(s < 0 for s in shares) or sum(shares) > 1.0 + 1e-9:
             raise ValueError(f"fault shares must be >= 0 and sum to <= 1, got {shares}")
 
-    def draw(self, rng: random.Random, operation: str) -> FaultKind | None:
+    def draw(self, rng: random.Random, operation: str, calls: int) -> FaultKind | None:
+        """The fault for the `calls`-th call (from 1) to the plan's operations, if any."""
         if operation not in self.operations:
             return None
+        if calls <= self.first:
+            return self.first_kind
         point = rng.random()
         for kind in FAULT_KINDS:
             share = getattr(self, kind)
@@ -169,7 +176,8 @@ class ThrottleProxy:
     def decide(self, operation: str) -> tuple[FaultKind | None, FaultPlan, random.Random]:
         with self._lock:
             self.counts.calls[operation] += 1
-            kind = self._plan.draw(self._rng, operation)
+            planned = sum(self.counts.calls[op] for op in self._plan.operations)
+            kind = self._plan.draw(self._rng, operation, planned)
             if kind is not None:
                 self.counts.faults[(operation, kind)] += 1
             # a private generator per request: the subset a partial write keeps is reproducible

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import boto3
+import botocore.config
+import botocore.exceptions
 import pytest
 
 from footfall import Settings, StoreUnavailable, load_settings
@@ -239,12 +242,33 @@ def test_record_activity_under_throttling_stores_once_or_raises_a_transient_erro
     )
 
 
+def test_a_throttled_existence_check_is_retried_like_the_writes(
+    proxy: ThrottleProxy, proxied: Settings, direct: Settings
+) -> None:
+    """record_many first asks which activities are stored (BatchGetItem); a burst of throttling
+    there that outlasts the SDK's retries is retried with backoff like the writes, not turned
+    into a failed call. (An SDK client without retries of its own makes the burst short.)"""
+    prefix = f"tg{uuid.uuid4().hex[:6]}"
+    batch = activities(prefix, 40)
+    no_sdk_retries = boto3.session.Session(region_name=proxied.region).client(
+        "dynamodb",
+        endpoint_url=proxied.dynamodb_endpoint,
+        aws_access_key_id="footfalllocal",
+        aws_secret_access_key="footfalllocal",
+        config=botocore.config.Config(retries={"mode": "standard", "total_max_attempts": 1}),
+    )
+    tracker = Tracker(TYPE, proxied, store=DynamoDB(proxied, client=no_sdk_retries))
+    proxy.set_plan(FaultPlan(first=3, operations=frozenset({"BatchGetItem"})))
+    report = tracker.record_many(batch)
+    counts = proxy.counts
+    proxy.set_plan(FaultPlan())
+    assert counts.faults[("BatchGetItem", "throttling")] == 3
+    assert (report.written, report.duplicates, report.failed) == (len(batch), 0, [])
+    assert_stored_exactly_once(direct, prefix, batch)
+
+
 def test_the_proxy_speaks_dynamodbs_error_protocol(proxy: ThrottleProxy, proxied: Settings) -> None:
     """boto3 itself parses the proxy's replies as DynamoDB's throttling and 5xx errors."""
-    import boto3
-    import botocore.config
-    import botocore.exceptions
-
     client = boto3.session.Session(region_name=proxied.region).client(
         "dynamodb",
         endpoint_url=proxied.dynamodb_endpoint,
