@@ -43,8 +43,11 @@ class SinkStopped(StoreError):
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
+    """Jittered exponential delays. The cap bounds how long a batch waits after ClickHouse is
+    back (a refused connection is cheap to retry; the lag must recover within seconds)."""
+
     base: float = 0.2
-    cap: float = 10.0
+    cap: float = 2.0
 
     def delay(self, attempt: int) -> float:
         return random.uniform(self.base, min(self.cap, self.base * 2**attempt))

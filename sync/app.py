@@ -54,6 +54,7 @@ from ._streams import StreamRelay
 __all__ = ["SyncOptions", "create_app"]
 
 log = logging.getLogger(__name__)
+RETRY_CAP_S = 2.0  # the longest pause between relay retries: it resumes soon after a store is back
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,7 +287,7 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
                 failures += 1
                 state.pop("relay", None)
                 log.warning("relay round failed (%s); retrying", exc)
-                await asyncio.sleep(min(10.0, 0.2 * 2**failures))
+                await asyncio.sleep(min(RETRY_CAP_S, 0.2 * 2**failures))
                 continue
             if not handled:
                 await asyncio.sleep(options.relay_interval_s)
