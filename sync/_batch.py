@@ -184,15 +184,17 @@ class Batcher(Generic[P]):
     def __len__(self) -> int:
         return len(self._rows)
 
-    def add(self, row: Row, position: P) -> Batch[P] | None:
-        """Add a row; returns a batch when this row filled it or the oldest row waited enough."""
+    def add(self, row: Row, position: P, *, by_age: bool = True) -> Batch[P] | None:
+        """Add a row; returns a batch when this row filled it or (with `by_age`) the oldest row
+        waited enough. A runner with a write in flight passes `by_age=False` and lets the batch
+        grow until that write is done."""
         if not self._rows:
             self._started = self._clock()
         self._rows.append(row)
         self._positions.append(position)
         if len(self._rows) >= self.max_rows:
             return self.flush()
-        return self.poll()
+        return self.poll() if by_age else None
 
     def poll(self) -> Batch[P] | None:
         """A batch if the oldest pending row waited `max_wait_s` or longer, else None."""

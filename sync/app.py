@@ -13,6 +13,12 @@ and every message before it in its partition is durable (written to ClickHouse, 
 with an acknowledged DLQ send): acks go out in offset order (`_batch.OffsetTracker`), so Faust's
 commit never jumps a gap. ClickHouse calls are blocking and run on the default executor.
 
+Each input has at most one batch being written at a time, in the background: the agent goes on
+decoding into the next batch, which is cut when the write is done (or when it is full: then the
+agent waits for the write). So batches grow with the write's latency - a backlog after an outage
+is written in few large inserts, not in many small ones cut by age - and memory stays bounded by
+`max_rows` per input plus Faust's stream buffer while ClickHouse is away.
+
 The relay runs on the leader only. Per round it reads every readable shard, produces the changes
 to `footfall.cdc` keyed by actor, waits for every acknowledgement (acks=all) and only then stores
 the shards' checkpoints (`_state.ClickHouseCheckpoints`).
@@ -83,6 +89,11 @@ class _Lane:
     tracker: OffsetTracker[EventPosition] = field(default_factory=OffsetTracker)
     pending: dict[int, deque[Any]] = field(default_factory=dict)  # partition -> events
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    writing: asyncio.Future[None] | None = None  # the batch being written, at most one
+
+    def idle(self) -> bool:
+        """No batch is being written."""
+        return self.writing is None or self.writing.done()
 
 
 def create_app(settings: Settings | None = None, options: SyncOptions | None = None) -> faust.App:
@@ -161,13 +172,24 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
             while queue and queue[0].message.offset <= safe.offset:
                 await stream.ack(queue.popleft())
 
-    async def flush(lane: _Lane, batch: Batch[EventPosition] | None, stream: Any) -> None:
-        if batch is None:
-            return
+    async def write(lane: _Lane, batch: Batch[EventPosition], stream: Any) -> None:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, sink().write, batch, lane.source)
         lane.tracker.ack_all(batch.positions)
         await release(lane, stream)
+
+    async def drained(lane: _Lane) -> None:
+        """Wait for the lane's write in flight (its failure is raised here)."""
+        if lane.writing is not None:
+            writing, lane.writing = lane.writing, None
+            await writing
+
+    async def submit(lane: _Lane, batch: Batch[EventPosition] | None, stream: Any) -> None:
+        """Start writing `batch` once the lane's previous write is done (one in flight)."""
+        if batch is None:
+            return
+        await drained(lane)
+        lane.writing = asyncio.ensure_future(write(lane, batch, stream))
 
     async def dead_letter(lane: _Lane, event: Any, poison: Poison) -> None:
         """Send the record to the DLQ with its reason; retried until the broker took it."""
@@ -206,25 +228,33 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
                     await dead_letter(lane, event, decoded)
                     lane.tracker.ack(position)
                     await release(lane, stream)
-                elif isinstance(decoded, Row):
-                    await flush(lane, lane.batcher.add(decoded, position), stream)
+                elif isinstance(decoded, Row):  # by age only when no write is in flight
+                    batch = lane.batcher.add(decoded, position, by_age=lane.idle())
+                    await submit(lane, batch, stream)
                 else:  # a retention/skip marker: nothing to write, but the offset is done
                     lane.tracker.ack(position)
                     await release(lane, stream)
 
     @app.task  # type: ignore[untyped-decorator]
     async def flush_due() -> None:
-        """Cut batches by age, so an idle input is written within `max_wait_s`."""
+        """Cut batches by age, so an idle input is written within `max_wait_s` (a batch due
+        while the previous one is being written is cut as soon as that write is done)."""
         while not app.should_stop:
             stream = state.get("stream")
             waits = [options.max_wait_s]
             for lane in lanes.values():
+                if lane.writing is not None and lane.writing.done():
+                    await drained(lane)  # a failed write raises here and stops the worker
                 due = lane.batcher.due_in()
-                if due == 0 and stream is not None:
-                    async with lane.lock:
-                        await flush(lane, lane.batcher.poll(), stream)
-                elif due is not None:
+                if due is None:
+                    continue
+                if due > 0:
                     waits.append(due)
+                elif not lane.idle():
+                    waits.append(0.01)
+                elif stream is not None:
+                    async with lane.lock:
+                        await submit(lane, lane.batcher.poll(), stream)
             await asyncio.sleep(max(0.01, min(waits)))
 
     @app.task  # type: ignore[untyped-decorator]
@@ -305,7 +335,8 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         for lane in lanes.values():
             async with lane.lock:
                 if stream is not None:
-                    await flush(lane, lane.batcher.flush(), stream)
+                    await submit(lane, lane.batcher.flush(), stream)
+                await drained(lane)
                 for tp in revoked:
                     if tp.topic == lane.topic:
                         lane.tracker.reset(tp.partition)

@@ -83,8 +83,11 @@ def eventually(
 class Worker:
     """`footfall sync worker` as a child process in its own session; SIGKILL is a crash."""
 
-    def __init__(self, settings: Settings, home: Path, name: str = "worker") -> None:
+    def __init__(
+        self, settings: Settings, home: Path, name: str = "worker", *, max_rows: int | None = None
+    ) -> None:
         self.name = name
+        self.max_rows = max_rows
         self.home = home / name
         self.home.mkdir(parents=True, exist_ok=True)
         self.env = {
@@ -121,6 +124,7 @@ class Worker:
                     "0.1",
                     "--loglevel",
                     "warning",
+                    *(["--max-rows", str(self.max_rows)] if self.max_rows else []),
                 ],
                 env=self.env,
                 stdout=log,
@@ -295,8 +299,8 @@ class Pipeline:
     workers: list[Worker] = field(default_factory=list)
     loads: list[Load] = field(default_factory=list)
 
-    def worker(self, name: str = "worker") -> Worker:
-        worker = Worker(self.settings, self.home, name)
+    def worker(self, name: str = "worker", *, max_rows: int | None = None) -> Worker:
+        worker = Worker(self.settings, self.home, name, max_rows=max_rows)
         self.workers.append(worker)
         return worker
 
@@ -443,16 +447,31 @@ class Expected:
         return len(self._types)
 
 
-def synthetic(count: int, seed: int) -> list[Activity]:
-    """`count` reproducible activities of the last day, of five types."""
+def synthetic(count: int, seed: int, *, pad: int = 0) -> list[Activity]:
+    """`count` reproducible activities of the last day, of five types; `pad` adds an attribute
+    of that many bytes to each."""
     from footfall._synthetic import synthetic_activities
 
-    return list(synthetic_activities(count, seed=seed, end=NOW, days=1))
+    made = list(synthetic_activities(count, seed=seed, end=NOW, days=1))
+    if not pad:
+        return made
+    return [
+        Activity(
+            actor=a.actor,
+            type=a.type,
+            target=a.target,
+            ts=a.ts,
+            event_id=a.event_id,
+            attributes={**a.attributes, "pad": "x" * pad},
+        )
+        for a in made
+    ]
 
 
 class Load:
-    """Records `stored` in DynamoDB and publishes `events` to Kafka from a thread, `chunk` at a
-    time at about `rate` activities per second, until both are sent or `stop()` is called.
+    """Records `stored` in DynamoDB and publishes `events` to Kafka, each from a thread of its
+    own (one source's outage does not hold the other up), `chunk` at a time at about `rate`
+    activities per second in all, until both are sent or `stop()` is called.
 
     Every chunk is sent until its source acknowledged it (a failed chunk is sent again whole:
     the repeats are the same activities), even after `stop()`: `accepted` is exactly what the
@@ -470,78 +489,86 @@ class Load:
         give_up_s: float = 300.0,
     ) -> None:
         self.settings = settings
-        self.stored = list(stored)
-        self.events = list(events)
-        self.rate = rate
         self.chunk = chunk
         self.give_up_s = give_up_s
         self.accepted = Expected()
         self.retries = 0
         self.errors: list[str] = []
-        self.done = threading.Event()
-        self.failure: BaseException | None = None
+        self.failures: list[BaseException] = []
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fault-load", daemon=True)
+        total = len(stored) + len(events) or 1
+        self._threads = [
+            threading.Thread(
+                target=self._run,
+                args=(source, list(items), rate * len(items) / total),
+                name=f"fault-load-{source}",
+                daemon=True,
+            )
+            for source, items in (("dynamodb", stored), ("kafka", events))
+            if items
+        ]
         self._trackers: dict[str, Tracker] = {}
 
     @property
     def running(self) -> bool:
-        return self._thread.is_alive() and not self._stop.is_set()
+        return all(t.is_alive() for t in self._threads) and not self._stop.is_set()
 
     def start(self) -> Load:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
-        """Send no new chunk; wait for the one in flight."""
+        """Send no new chunk; wait for the ones in flight."""
         self._stop.set()
         self.join(timeout=self.give_up_s + 60)
 
     def halt(self) -> None:
         """Stop without judging (clean-up after a failed test)."""
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(self.give_up_s + 60)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(self.give_up_s + 60)
 
     def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            self._stop.set()
-            self._thread.join(self.give_up_s + 60)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self._threads):
+            self.halt()
             pytest.fail(f"the load did not finish in {timeout:g}s ({len(self.accepted)} sent)")
-        if self.failure is not None:
-            raise self.failure
+        if self.failures:
+            raise self.failures[0]
 
-    def _run(self) -> None:
+    def _run(self, source: str, items: list[Activity], rate: float) -> None:
         try:
-            publisher = self._until_done(lambda: EventPublisher(self.settings))
-            try:
-                self._send(publisher)
-            finally:
-                publisher.close()
+            if source == "kafka":
+                publisher = self._until_done(lambda: EventPublisher(self.settings))
+                try:
+                    self._pace(source, items, rate, publisher.publish_many)
+                finally:
+                    publisher.close()
+            else:
+                self._pace(source, items, rate, self._record)
         except BaseException as exc:  # reported by join()
-            self.failure = exc
-        finally:
-            self.done.set()
+            self.failures.append(exc)
 
-    def _send(self, publisher: EventPublisher) -> None:
-        stored, events = self.stored, self.events
-        rounds = max(len(stored), len(events)) // self.chunk + 1
-        per_stored = -(-len(stored) // rounds)
-        per_event = -(-len(events) // rounds)
-        started = time.monotonic()
-        for i in range(rounds):
+    def _pace(
+        self,
+        source: str,
+        items: list[Activity],
+        rate: float,
+        send: Callable[[Sequence[Activity]], Any],
+    ) -> None:
+        started, sent = time.monotonic(), 0
+        for at in range(0, len(items), self.chunk):
             if self._stop.is_set():
                 return
-            some_stored = stored[i * per_stored : (i + 1) * per_stored]
-            some_events = events[i * per_event : (i + 1) * per_event]
-            if some_stored:
-                self._until_done(lambda s=some_stored: self._record(s))  # type: ignore[misc]
-                self.accepted.add("dynamodb", some_stored)
-            if some_events:
-                self._until_done(lambda e=some_events: publisher.publish_many(e))  # type: ignore[misc]
-                self.accepted.add("kafka", some_events)
-            ahead = len(self.accepted) / self.rate - (time.monotonic() - started)
+            some = items[at : at + self.chunk]
+            self._until_done(lambda s=some: send(s))  # type: ignore[misc]
+            self.accepted.add(source, some)
+            sent += len(some)
+            ahead = sent / rate - (time.monotonic() - started)
             if ahead > 0:
                 self._stop.wait(ahead)
 
