@@ -12,6 +12,7 @@ Progress and notes go to stderr, the report to stdout.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -29,6 +30,8 @@ from ._settings import Settings, load_settings
 if TYPE_CHECKING:
     import polars
 
+    from ._activity import Activity
+    from ._demo import Mirrored, Recorded
     from ._demo_findings import Answer, Findings
 
 __all__ = ["demo_command", "register", "run_demo"]
@@ -98,10 +101,9 @@ def run_demo(settings: Settings, *, size: int, seed: int, chart: Path | None = N
         _report_named(found)
 
         path = chart or settings.home / "demo.png"
-        assert found.per_hour is not None  # ask() always sets it
-        top = found.named[0].frame
         with err.status("drawing ..."):
-            write_chart(found.per_hour, top, path, title=f"footfall demo: {size:,} activities")
+            title = f"footfall demo: {size:,} activities"
+            write_chart(found.per_hour, found.top_targets, path, title=title)
         out.print(Rule())
         out.print(f"[bold]chart[/]      {escape(str(path))}")
         for note in stores.notes:
@@ -119,7 +121,7 @@ def _progress(what: str) -> Progress:
     )
 
 
-def _describe_data(activities: list[Any], start: datetime, end: datetime) -> None:
+def _describe_data(activities: Sequence[Activity], start: datetime, end: datetime) -> None:
     actors = len({a.actor for a in activities})
     targets = len({a.target for a in activities})
     types = len({a.type for a in activities})
@@ -130,7 +132,7 @@ def _describe_data(activities: list[Any], start: datetime, end: datetime) -> Non
     )
 
 
-def _report_counts(recorded: Any, mirrored: Any, found: Findings, s: Settings) -> None:
+def _report_counts(recorded: Recorded, mirrored: Mirrored, found: Findings, s: Settings) -> None:
     rate = recorded.written / max(recorded.seconds, 1e-9)
     check = "[green]✓[/]" if recorded.written == found.in_clickhouse else "[red]✗[/]"
     table = Table(title="recorded and mirrored", show_header=False, box=None, padding=(0, 2))

@@ -107,7 +107,10 @@ def fresh_directory(path: Path) -> Path:
     if path.exists():
         if not marker.exists():
             raise ConfigError(
-                "FOOTFALL_HOME", str(path.parent), "a folder whose demo/chdb the demo made itself"
+                "FOOTFALL_HOME",
+                str(path.parent.parent),
+                f"a folder whose demo/chdb the demo made itself ({path} was not made by the "
+                "demo: move it away, or set FOOTFALL_HOME elsewhere)",
             )
         if directory_locked(path):
             raise StoreUnavailable(

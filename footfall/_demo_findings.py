@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -64,17 +64,16 @@ class Answer:
         return Answer(self.title, self.question, self.frame, self.ms, self.route, columns)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Findings:
     """What the demo asked and learnt."""
 
-    in_clickhouse: int = 0  # this run's activities in ClickHouse (FINAL)
-    busiest_actor: str = ""
-    hot_target: str = ""
-    same_answer: bool = False  # the point read gave the same rows from both stores
-    routed: list[Answer] = field(default_factory=list)
-    named: list[Answer] = field(default_factory=list)
-    per_hour: polars.DataFrame | None = None
+    in_clickhouse: int  # this run's activities in ClickHouse (FINAL)
+    same_answer: bool  # the point read gave the same rows from both stores
+    routed: list[Answer]  # SQL through the router, with its route
+    named: list[Answer]  # named queries (ClickHouse)
+    top_targets: polars.DataFrame  # `target`, `activities`, most active first
+    per_hour: polars.DataFrame  # `hour`, `type`, `activities`
 
 
 def ask(settings: Settings, *, run: str, start: datetime, end: datetime) -> Findings:
@@ -82,38 +81,36 @@ def ask(settings: Settings, *, run: str, start: datetime, end: datetime) -> Find
     `run` is the event-id prefix of this run's activities."""
     import query
 
-    found = Findings()
+    window = {"start": start, "end": end}
     with query.connect(settings) as ff:
         ff.dynamodb.client.describe_table(TableName=settings.table)  # clients made, not timed
         count = _sql(ff, "this run's activities in ClickHouse", COUNT_RUN, {"run": run})
-        found.in_clickhouse = int(count.frame["n"][0])
-        found.routed.append(_sql(ff, "activities by type", BY_TYPE))
+        by_type = _sql(ff, "activities by type", BY_TYPE)
         busiest = _sql(ff, "the busiest actor", BUSIEST)
-        found.busiest_actor = str(busiest.frame["actor"][0])
-        found.routed.append(busiest)
-        params = {"actor": found.busiest_actor}
-        latest = _sql(ff, f"latest of {found.busiest_actor}", LATEST, params)
-        found.routed.append(latest)
-        again = _sql(ff, "the same from ClickHouse", LATEST, params, route="clickhouse")
-        found.routed.append(again)
-        found.same_answer = latest.frame.equals(again.frame)
-
-        window = {"start": start, "end": end}
+        actor = str(busiest.frame["actor"][0])
+        latest = _sql(ff, f"latest of {actor}", LATEST, {"actor": actor})
+        again = _sql(ff, "the same from ClickHouse", LATEST, {"actor": actor}, route="clickhouse")
         top = _named(ff, "top targets", "top_targets", type="store-pageviews", limit=10, **window)
-        found.hot_target = str(top.frame["target"][0])
-        since = {"target": found.hot_target, "since": end - timedelta(days=1)}
-        found.routed.append(_sql(ff, "pageviews of the hottest product", ON_TARGET, since))
-        found.named += [
+        hot = {"target": str(top.frame["target"][0]), "since": end - timedelta(days=1)}
+        on_target = _sql(ff, "pageviews of the hottest product", ON_TARGET, hot)
+        named = [
             top,
             _named(ff, "daily unique actors", "daily_unique_actors", **window),
             _named(ff, "funnel", "funnel", steps=FUNNEL, **window),
             _named(ff, "day-N retention", "retention", days=2, **window),
-            _named(
-                ff, f"sessions of {found.busiest_actor}", "sessions", actor=found.busiest_actor
-            ).shown("session", "started", "duration_seconds", "activities", "targets"),
+            _named(ff, f"sessions of {actor}", "sessions", actor=actor).shown(
+                "session", "started", "duration_seconds", "activities", "targets"
+            ),
         ]
-        found.per_hour = ff.sql(PER_HOUR, window)
-    return found
+        per_hour = ff.sql(PER_HOUR, window)
+    return Findings(
+        in_clickhouse=int(count.frame["n"][0]),
+        same_answer=latest.frame.equals(again.frame),
+        routed=[by_type, busiest, latest, again, on_target],
+        named=named,
+        top_targets=top.frame,
+        per_hour=per_hour,
+    )
 
 
 def _sql(

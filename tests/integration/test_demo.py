@@ -125,15 +125,34 @@ def test_mirrored_rows_stay_queryable_where_the_report_says(demo: Run) -> None:
     assert run.stdout.split() == ["n", str(SIZE)]
 
 
-def test_a_second_demo_starts_from_empty_stores(demo: Run) -> None:
+def demo_command(workdir: Path, *args: str) -> Run:
+    """The `demo` command as `footfall._cli_demo.register` adds it to a CLI, with every option
+    (`--chart` included)."""
+    script = (
+        "import typer; from footfall._cli_demo import register; "
+        "app = typer.Typer(); register(app); app()"
+    )
+    process = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
+    return Run(workdir, process.stdout, process.stderr, process.returncode)
+
+
+def test_a_second_demo_starts_from_empty_stores_and_charts_where_asked(demo: Run) -> None:
     with pytest.MonkeyPatch.context() as mp:
         _zero_setup_env(mp)
-        again = footfall(demo.workdir, "demo", "--size", "300", "--seed", "8")
+        again = demo_command(demo.workdir, "--size", "300", "--seed", "8", "--chart", "c/d.png")
         assert again.returncode == 0, f"{again.stdout}\n{again.stderr}"
         mp.setenv("FOOTFALL_CLICKHOUSE_URL", "chdb:///./.footfall/demo/chdb")
         count = footfall(demo.workdir, "query", "SELECT count() AS n FROM activities", "-f", "csv")
     assert again.number("mirrored") == 300
     assert count.stdout.split() == ["n", "300"]
+    assert (demo.workdir / "c" / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_demo_refuses_to_empty_a_directory_it_did_not_make(tmp_path: Path) -> None:
