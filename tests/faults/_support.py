@@ -299,8 +299,14 @@ class Pipeline:
     workers: list[Worker] = field(default_factory=list)
     loads: list[Load] = field(default_factory=list)
 
-    def worker(self, name: str = "worker", *, max_rows: int | None = None) -> Worker:
-        worker = Worker(self.settings, self.home, name, max_rows=max_rows)
+    def worker(
+        self, name: str = "worker", *, max_rows: int | None = None, dynamodb: str | None = None
+    ) -> Worker:
+        """A worker of this pipeline (`dynamodb`: another endpoint for it, e.g. a stand-in)."""
+        settings = self.settings
+        if dynamodb is not None:
+            settings = settings.model_copy(update={"dynamodb_endpoint": dynamodb})
+        worker = Worker(settings, self.home, name, max_rows=max_rows)
         self.workers.append(worker)
         return worker
 
