@@ -150,7 +150,8 @@ def _report_counts(recorded: Recorded, mirrored: Mirrored, found: Findings, s: S
         "mirrored",
         f"{mirrored.records:,}",
         f"stream records, EmbeddedSync, {mirrored.seconds:.1f}s = "
-        f"{mirrored.records / max(mirrored.seconds, 1e-9):,.0f}/s",
+        f"{mirrored.records / max(mirrored.seconds, 1e-9):,.0f}/s"
+        + (", earlier changes to the table too" if mirrored.records > recorded.written else ""),
     )
     table.add_row(
         "in ClickHouse", f"{found.in_clickhouse:,}", f"this run's activities, FINAL {check}"
