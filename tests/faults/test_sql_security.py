@@ -403,7 +403,8 @@ FRAGMENTS = [
 
 def fuzz_examples(config: pytest.Config) -> int:
     """Generated texts per mode: a few in the short run, thousands with `--long`."""
-    long = config.getoption("--long", default=False) or os.environ.get("FOOTFALL_FAULTS_LONG")
+    env = os.environ.get("FOOTFALL_FAULTS_LONG") == "1"
+    long = bool(config.getoption("--long", default=False)) or env
     return 2_500 if long else 150
 
 
