@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 import uuid
@@ -42,6 +43,8 @@ from ._harness import CaseResult, Goal, Side, alternate, percentile, repeat
 from ._services import Worker, open_clickhouse, settings_for
 
 __all__ = ["create_topics", "fill_topic", "run_freshness", "run_sync_throughput", "wait_visible"]
+
+log = logging.getLogger(__name__)
 
 POLL_S = 0.25  # /metrics polls cost the worker CPU: not too often
 
@@ -307,6 +310,9 @@ def steady_writes(
                 time.sleep(delay)
             recorded = tracker.record_activity(activity.actor, activity.target, browser="bench")
             returned[recorded.event_id] = time.time()
+        achieved = len(sample) / (time.perf_counter() - start)
+        if achieved < 0.95 * rate:
+            log.warning("freshness: wrote %.0f/s, below the %.0f/s asked for", achieved, rate)
         seen = watcher.wait_for(returned, timeout=120, worker=worker)
     return [(seen[e] - returned[e]) * 1000 for e in returned]
 

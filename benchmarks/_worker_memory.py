@@ -47,6 +47,7 @@ def run_worker_memory(bench: Bench) -> list[CaseResult]:
     stop = threading.Event()
     errors: list[BaseException] = []
     samples: list[tuple[float, float]] = []  # (seconds since start, RSS MB)
+    sent = {"dynamodb": 0, "kafka": 0}  # what the load generators wrote
     try:
         with Worker(settings, bench.work / "logs" / "memory-worker.log") as worker:
             worker.wait_ready()
@@ -63,6 +64,7 @@ def run_worker_memory(bench: Bench) -> list[CaseResult]:
                     for kind, items in by_type.items():
                         tracker = trackers.setdefault(kind, Tracker(kind, settings))
                         tracker.record_many(items, skip_existing=False)
+                        sent["dynamodb"] += len(items)
                     stop.wait(0.25)
 
             def load_kafka() -> None:
@@ -71,6 +73,7 @@ def run_worker_memory(bench: Bench) -> list[CaseResult]:
                     while not stop.is_set():
                         seed += 1
                         publisher.publish_many(list(synthetic_activities(500, seed=seed)))
+                        sent["kafka"] += 500
                         stop.wait(0.5)
 
             def guarded(target: Callable[[], None]) -> threading.Thread:
@@ -98,9 +101,13 @@ def run_worker_memory(bench: Bench) -> list[CaseResult]:
                 stop.set()
                 for thread in loaders:
                     thread.join(60)
-            written = worker.counter("footfall_sync_rows_written_total", "dynamodb")
+            cdc = worker.counter("footfall_sync_rows_written_total", "dynamodb")
             events = worker.counter("footfall_sync_rows_written_total", "kafka")
-            bench.step(f"worker memory: wrote {written:,.0f} CDC rows, {events:,.0f} events")
+            bench.step(
+                f"worker memory: load wrote {sent['dynamodb']:,} DynamoDB items and published "
+                f"{sent['kafka']:,} events in {duration:.0f} s; the worker wrote {cdc:,.0f} "
+                f"CDC rows and {events:,.0f} event rows to ClickHouse meanwhile"
+            )
     finally:
         services.drop_database(url)
     if errors:
