@@ -67,8 +67,16 @@ def demo_stores(settings: Settings) -> Iterator[Stores]:
             from ._moto import MotoDynamoDB
 
             endpoint = stack.enter_context(MotoDynamoDB())
-            settings = settings.model_copy(update={"dynamodb_endpoint": endpoint})
-            dynamodb = f"moto, in this process, in memory ({endpoint})"
+            update: dict[str, object] = {"dynamodb_endpoint": endpoint}
+            if "target_shards" not in settings.model_fields_set:
+                # moto answers every Query by sorting all the items it holds (seconds at 100,000
+                # items): one Query per target read, not one per write shard.
+                update["target_shards"] = 1
+            settings = settings.model_copy(update=update)
+            dynamodb = (
+                f"moto, in this process, in memory ({endpoint}), "
+                f"{settings.target_shards} write shard(s) per target"
+            )
             notes.append("DynamoDB's items were in memory and are gone")
         else:
             dynamodb = f"{settings.dynamodb_endpoint}, table {settings.table}"
