@@ -60,19 +60,8 @@ def table_create() -> None:
     err.print(f"table [bold]{settings.table}[/] {state}")
 
 
-@app.command()
-@friendly
-def demo(
-    size: Annotated[int, typer.Option(help="How many synthetic activities to record.")] = 10_000,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic data.")] = 7,
-) -> None:
-    """Record synthetic activity and read it back (starts DynamoDB Local if none is set)."""
-    from ._cli_demo import run_demo
-
-    run_demo(settings_from_cli(), size=size, seed=seed)
-
-
 def _add_sub_apps() -> None:
+    from ._cli_demo import register as register_demo
     from ._cli_query import register as register_query
     from ._cli_services import services_app
     from ._cli_sync import migrate_command, sync_app
@@ -81,6 +70,7 @@ def _add_sub_apps() -> None:
     app.add_typer(sync_app, name="sync")
     app.command("migrate")(migrate_command)
     register_query(app)
+    register_demo(app)
 
 
 _add_sub_apps()
