@@ -61,6 +61,7 @@ def table_create() -> None:
 
 
 def _add_sub_apps() -> None:
+    from ._cli_bench import register as register_bench
     from ._cli_demo import register as register_demo
     from ._cli_query import register as register_query
     from ._cli_services import services_app
@@ -71,6 +72,7 @@ def _add_sub_apps() -> None:
     app.command("migrate")(migrate_command)
     register_query(app)
     register_demo(app)
+    register_bench(app)
 
 
 _add_sub_apps()
