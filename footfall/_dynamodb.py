@@ -150,18 +150,15 @@ class DynamoDB:
 
     def put_new(self, item: dict[str, Any]) -> bool:
         """Put an item unless its key exists; False when it did (a no-op, not a second item)."""
-        try:
-            self._call(
+        return (
+            self._conditional(
                 self.client.put_item,
                 TableName=self.table,
                 Item=self._serialize(item),
                 ConditionExpression="attribute_not_exists(sk)",
             )
-        except StoreError as exc:
-            if exc.code == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            is not None
+        )
 
     def existing_keys(
         self, keys: Sequence[dict[str, str]], *, max_attempts: int = 10
@@ -263,37 +260,29 @@ class DynamoDB:
             names[f"#k{i}"] = name
             values[f":v{i}"] = value
             sets.append(f"#a.#k{i} = :v{i}")
-        try:
-            response = self._call(
-                self.client.update_item,
-                TableName=self.table,
-                Key=self._serialize(key),
-                UpdateExpression="SET " + ", ".join(sets) + " ADD #rev :one",
-                ConditionExpression="attribute_exists(sk)",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=self._serialize(values),
-                ReturnValues="ALL_NEW",
-            )
-        except StoreError as exc:
-            if exc.code == "ConditionalCheckFailedException":
-                return None
-            raise
-        return self._deserialize(response["Attributes"])
+        response = self._conditional(
+            self.client.update_item,
+            TableName=self.table,
+            Key=self._serialize(key),
+            UpdateExpression="SET " + ", ".join(sets) + " ADD #rev :one",
+            ConditionExpression="attribute_exists(sk)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=self._serialize(values),
+            ReturnValues="ALL_NEW",
+        )
+        return None if response is None else self._deserialize(response["Attributes"])
 
     def delete(self, key: dict[str, str]) -> bool:
         """Delete a stored item; False if it was not stored."""
-        try:
-            self._call(
+        return (
+            self._conditional(
                 self.client.delete_item,
                 TableName=self.table,
                 Key=self._serialize(key),
                 ConditionExpression="attribute_exists(sk)",
             )
-        except StoreError as exc:
-            if exc.code == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+            is not None
+        )
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -369,6 +358,15 @@ class DynamoDB:
             request["ExclusiveStartKey"] = last
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    def _conditional(self, method: Callable[..., Any], **kwargs: Any) -> Any | None:
+        """A conditional write's response, or None when its condition did not hold."""
+        try:
+            return self._call(method, **kwargs)
+        except StoreError as exc:
+            if exc.code == "ConditionalCheckFailedException":
+                return None
+            raise
 
     def _call(self, method: Callable[..., T], **kwargs: Any) -> T:
         try:
