@@ -63,6 +63,7 @@ def table_create() -> None:
 def _add_sub_apps() -> None:
     from ._cli_bench import register as register_bench
     from ._cli_demo import register as register_demo
+    from ._cli_faults import register as register_faults
     from ._cli_query import register as register_query
     from ._cli_services import services_app
     from ._cli_sync import migrate_command, sync_app
@@ -73,6 +74,7 @@ def _add_sub_apps() -> None:
     register_query(app)
     register_demo(app)
     register_bench(app)
+    register_faults(app)
 
 
 _add_sub_apps()
