@@ -62,7 +62,9 @@ def run_worker_memory(bench: Bench) -> list[CaseResult]:
                     for a in synthetic_activities(100, seed=seed, days=0.01):
                         by_type[a.type].append(a)
                     for kind, items in by_type.items():
-                        tracker = trackers.setdefault(kind, Tracker(kind, settings))
+                        tracker = trackers.get(kind) or trackers.setdefault(
+                            kind, Tracker(kind, settings)
+                        )
                         tracker.record_many(items, skip_existing=False)
                         sent["dynamodb"] += len(items)
                     stop.wait(0.25)
