@@ -164,9 +164,10 @@ class SplitStreams:
 
     def _describe(self, body: dict[str, Any]) -> dict[str, Any]:
         self._arn = self._arn or str(body["StreamArn"])
-        self._pull()
-        shards = list(self._shards.values())
         start = body.get("ExclusiveStartShardId")
+        if not start:  # a reader lists the shards, then reads them: new records arrive here
+            self._pull()
+        shards = list(self._shards.values())
         if start:
             ids = [s.shard_id for s in shards]
             shards = shards[ids.index(start) + 1 :] if start in ids else []
@@ -182,7 +183,6 @@ class SplitStreams:
         return {"StreamDescription": description}
 
     def _get_shard_iterator(self, body: dict[str, Any]) -> dict[str, Any]:
-        self._pull()
         shard = self._shards.get(str(body["ShardId"]))
         if shard is None:
             raise _Fault(400, "ResourceNotFoundException", f"no shard {body['ShardId']}")
@@ -212,7 +212,6 @@ class SplitStreams:
         if not fresh and self.expire_every and self._calls % self.expire_every == 0:
             self.expired += 1
             raise _Fault(400, "ExpiredIteratorException", "Iterator expired")
-        self._pull()
         shard = self._shards[shard_id]
         limit = int(body.get("Limit") or 1000)
         records = shard.records[index : index + limit]

@@ -439,6 +439,13 @@ class Expected:
             for a in activities:
                 self._types[(source, a.event_id)] = a.type
 
+    def update(self, other: Expected) -> None:
+        """Add what another load's sources accepted."""
+        with other._lock:
+            taken = dict(other._types)
+        with self._lock:
+            self._types.update(taken)
+
     @property
     def ids(self) -> set[tuple[str, str]]:
         """What was accepted so far."""

@@ -57,7 +57,7 @@ def test_kafka_stopped_and_restarted_under_load_loses_and_duplicates_nothing(
     result = fault_results.new("Kafka broker stopped and restarted under load")
     started = time.monotonic()
     built = kafka_pipeline
-    rate, down_s = (400.0, 30.0) if long_volume else (200.0, 15.0)
+    rate, down_s = (400.0, 30.0) if long_volume else (200.0, 10.0)
     pool = int(rate * 300)
     load = built.load(
         stored=synthetic(pool // 3, seed=501),

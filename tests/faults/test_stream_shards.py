@@ -5,7 +5,7 @@ DynamoDB Local never splits a shard (one open shard per stream, however many rec
 split is made on the wire: the worker's DynamoDB endpoint is a stand-in
 (`_streams_standin.py`) that serves the table's real stream records re-cut into shards - one
 open shard, then, mid-sync, that shard closed and two children opened (twice with `--long`: a
-grandchild generation) - and answers every fifth `GetRecords` on a chained iterator with
+grandchild generation) - and answers every third `GetRecords` on a chained iterator with
 `ExpiredIteratorException`, as DynamoDB does to an iterator older than 15 minutes. Everything
 else (DescribeTable, ...) reaches DynamoDB Local. The relay inside a real worker reads it, the
 activities go through Kafka into ClickHouse, and:
@@ -31,7 +31,7 @@ import pytest
 from tests.faults._streams_standin import SplitStreams, split_streams
 from tests.faults._support import Pipeline, Results, eventually, pipeline, synthetic
 
-EXPIRIES = 5  # at least this many iterators expire under the relay during the run
+EXPIRIES = 4  # at least this many iterators expire under the relay during the run
 
 
 @pytest.fixture
@@ -61,10 +61,11 @@ def test_shard_split_and_iterator_expiry_during_sync_skip_nothing_parents_first(
     built = shard_pipeline
     rate, splits = (400.0, 2) if long_volume else (200.0, 1)
     load = built.load(stored=synthetic(int(rate * 300), seed=601), rate=rate)
-    with split_streams(faults_dynamodb, expire_every=5) as (endpoint, stream):
+    with split_streams(faults_dynamodb, expire_every=3) as (endpoint, stream):
         worker = built.worker(dynamodb=endpoint)
         worker.start()
         load.start()
+        marks = {"started": round(time.monotonic() - started, 1)}
         for _ in range(splits):  # split while the relay is busy with the open shard(s)
             before = dynamodb_rows(built)
             eventually(
@@ -73,6 +74,7 @@ def test_shard_split_and_iterator_expiry_during_sync_skip_nothing_parents_first(
                 timeout=120,
                 abort=worker.died,
             )
+            marks[f"split{stream.splits}"] = round(time.monotonic() - started, 1)
             children = stream.split()
             eventually(
                 lambda c=children: all(stream.records_in(s) > 0 for s in c),  # type: ignore[misc]
@@ -80,20 +82,25 @@ def test_shard_split_and_iterator_expiry_during_sync_skip_nothing_parents_first(
                 timeout=60,
                 abort=worker.died,
             )
+            marks[f"children{stream.splits}"] = round(time.monotonic() - started, 1)
             eventually(
                 lambda c=children: all(stream.first_read_at(s) for s in c),  # type: ignore[misc]
                 "the relay to read the children",
                 timeout=120,
                 abort=worker.died,
             )
+        marks["children_read"] = round(time.monotonic() - started, 1)
         eventually(
             lambda: stream.expired >= EXPIRIES,
             "iterator expiries to be injected",
             timeout=120,
             abort=worker.died,
         )
+        marks["expired"] = round(time.monotonic() - started, 1)
         load.stop()
+        marks["load_stopped"] = round(time.monotonic() - started, 1)
         tally = built.wait_exact(load.accepted, timeout=240, abort=worker.died)
+        marks["exact"] = round(time.monotonic() - started, 1)
         unserved = stream.unserved()
         order = parent_child_order(stream)
     result.record(tally)
@@ -104,6 +111,7 @@ def test_shard_split_and_iterator_expiry_during_sync_skip_nothing_parents_first(
         "expired_iterators": stream.expired,
         "records_served": len(stream.served),
         "children_read_after_parent_drained": order,
+        "timeline_s": marks,
     }
     assert tally.exact, tally.describe()
     assert unserved == 0, f"{unserved} stream records were never read"

@@ -1,8 +1,8 @@
 """Sync workers crashing (SIGKILL) under load: nothing lost, nothing duplicated.
 
-Rows of the fault matrix: a worker SIGKILLed 5 times at random points; two workers, one killed
-during a rebalance (the survivor takes over every partition); the relay killed between producing
-to Kafka and storing its checkpoint (the repeats in `footfall.cdc` are absorbed).
+Rows of the fault matrix: a worker SIGKILLed 5 times at random points, and with it the relay
+killed between producing to Kafka and storing its checkpoint (the repeats in `footfall.cdc` are
+absorbed); two workers, one killed during a rebalance (the survivor takes over every partition).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from tests.faults._support import (
     GroupProbe,
     Pipeline,
     Results,
+    Worker,
     cdc_repeats,
     eventually,
     pipeline,
     synthetic,
-    topic_size,
 )
 
 SHORT_KILLS = 5
@@ -47,43 +47,71 @@ def raw_rows(built: Pipeline) -> int:
     return int(built.scalar("SELECT count() FROM activities"))
 
 
-@pytest.mark.timeout(900)
-def test_a_worker_sigkilled_five_times_under_load_loses_and_duplicates_nothing(
-    crash_pipeline: Pipeline, long_volume: bool, fault_results: Results
-) -> None:
-    result = fault_results.new("worker SIGKILLed 5 times at random points under load")
-    started = time.monotonic()
-    rng = random.Random()
-    kills, rate = (12, 600.0) if long_volume else (SHORT_KILLS, 250.0)
-    pool = int(rate * (600 if long_volume else 240))  # more than the kills take: load throughout
-    load = crash_pipeline.load(
-        stored=synthetic(pool // 3, seed=101),
-        events=synthetic(pool - pool // 3, seed=102),
-        rate=rate,
-    )
-    worker = crash_pipeline.worker()
-    worker.start()
-    load.start()
-    kill_points = []
-    for _ in range(kills):
-        before = raw_rows(crash_pipeline)
+def kill_at_a_random_moment(
+    worker: Worker, built: Pipeline, rng: random.Random, *, busy: bool
+) -> int:
+    """SIGKILL the worker and start it again; returns the rows ClickHouse had at the kill.
+
+    `busy`: once the (re)started worker writes rows again, within 2.5 s; else 1-6 s after its
+    start, while it starts, joins the group or waits for the dead member to be dropped."""
+    if busy:
+        before = raw_rows(built)
         eventually(
-            lambda b=before: raw_rows(crash_pipeline) > b,  # type: ignore[misc]
+            lambda: raw_rows(built) > before,
             "the (re)started worker to write rows",
             timeout=180,
             abort=worker.died,
         )
         time.sleep(rng.uniform(0.0, 2.5))  # the fault's timing: a random moment while it works
-        assert load.running, "the load ended before the last kill: raise the pool"
-        kill_points.append(raw_rows(crash_pipeline))
-        worker.kill()
-        worker.start()
+    else:
+        time.sleep(rng.uniform(1.0, 6.0))  # the fault's timing: a random moment of its start
+    rows = raw_rows(built)
+    worker.kill()
+    worker.start()
+    return rows
+
+
+@pytest.mark.timeout(900)
+def test_a_worker_sigkilled_at_random_points_under_load_loses_nothing_and_absorbs_relay_repeats(
+    crash_pipeline: Pipeline, long_volume: bool, fault_results: Results
+) -> None:
+    """Two rows of the matrix in one run. The worker is SIGKILLed 5 times (12 with --long) while
+    both sources take activities, alternately while it writes and while it starts; the relay
+    stores a shard's checkpoint only after Kafka acknowledged the round, so a kill between the
+    two makes the restarted relay produce the round again. The run goes on (up to 4 more kills
+    while it writes) until `footfall.cdc` holds such repeats, then every count must be exact."""
+    crashes = fault_results.new("worker SIGKILLed 5 times at random points under load")
+    relay = fault_results.new("relay killed between producing to Kafka and checkpointing")
+    started = time.monotonic()
+    rng = random.Random()
+    kills, rate = (12, 500.0) if long_volume else (SHORT_KILLS, 250.0)
+    pool = int(rate * (900 if long_volume else 400))  # more than the kills take: load throughout
+    load = crash_pipeline.load(
+        stored=synthetic(pool // 2, seed=101),
+        events=synthetic(pool - pool // 2, seed=102),
+        rate=rate,
+    )
+    worker = crash_pipeline.worker()
+    worker.start()
+    load.start()
+    points = [
+        kill_at_a_random_moment(worker, crash_pipeline, rng, busy=n % 2 == 0) for n in range(kills)
+    ]
+    messages, repeats = cdc_repeats(crash_pipeline.settings)
+    while not repeats and worker.kills < kills + 4:
+        points.append(kill_at_a_random_moment(worker, crash_pipeline, rng, busy=True))
+        messages, repeats = cdc_repeats(crash_pipeline.settings)
+    assert load.running, "the load ended before the last kill: raise the pool"
     load.stop()
-    tally = crash_pipeline.wait_exact(load.accepted, timeout=300, abort=crash_pipeline.any_died)
-    result.record(tally)
-    result.seconds = round(time.monotonic() - started, 1)
-    result.details = {"kills": worker.kills, "rows_in_clickhouse_at_each_kill": kill_points}
-    assert worker.kills == kills
+    tally = crash_pipeline.wait_exact(load.accepted, timeout=300, abort=worker.died)
+    messages, repeats = cdc_repeats(crash_pipeline.settings)
+    for result in (crashes, relay):
+        result.record(tally)
+        result.seconds = round(time.monotonic() - started, 1)
+    crashes.details = {"kills": worker.kills, "rows_in_clickhouse_at_each_kill": points}
+    relay.details = {"kills": worker.kills, "cdc_messages": messages, "cdc_repeats": repeats}
+    assert worker.kills >= kills
+    assert repeats > 0, f"no kill fell between produce and checkpoint in {worker.kills} tries"
     assert tally.exact, tally.describe()
 
 
@@ -166,55 +194,3 @@ def test_two_workers_one_killed_during_a_rebalance_the_survivor_takes_over_exact
     assert tally.exact, tally.describe()
     # a dead member is dropped after the session timeout; the takeover follows at once
     assert takeover < SyncOptions().session_timeout_s + 15
-
-
-@pytest.mark.timeout(600)
-def test_relay_killed_between_producing_and_checkpointing_its_repeats_are_absorbed(
-    crash_pipeline: Pipeline, long_volume: bool, fault_results: Results
-) -> None:
-    """The relay stores a shard's checkpoint only after Kafka acknowledged the round, so a worker
-    killed in between re-reads the round and produces it again. The kill comes at random moments
-    while the relay is busy, until `footfall.cdc` holds repeats (a stream record produced twice):
-    each of them must be absorbed, ClickHouse still exact."""
-    result = fault_results.new("relay killed between producing to Kafka and checkpointing")
-    started = time.monotonic()
-    settings = crash_pipeline.settings
-    cdc = settings.topic("cdc")
-    rng = random.Random()
-    rate = 500.0 if long_volume else 250.0
-    wanted_repeat_kills = 3 if long_volume else 1
-    load = crash_pipeline.load(stored=synthetic(int(rate * 400), seed=301), rate=rate)
-    worker = crash_pipeline.worker()
-    worker.start()
-    load.start()
-    kills_with_repeats, repeats, messages = 0, 0, 0
-    while kills_with_repeats < wanted_repeat_kills and worker.kills < 8 * wanted_repeat_kills:
-        produced = topic_size(settings, cdc)
-        eventually(
-            lambda p=produced: topic_size(settings, cdc) > p,  # type: ignore[misc]
-            "the relay to produce",
-            timeout=120,
-            abort=worker.died,
-        )
-        time.sleep(rng.uniform(0.0, 1.0))  # the fault's timing: a random moment of a busy relay
-        assert load.running, "the load ended before the relay was caught: raise the pool"
-        worker.kill()
-        worker.start()
-        produced = topic_size(settings, cdc)
-        eventually(  # the restarted relay resumed from its checkpoint
-            lambda p=produced: topic_size(settings, cdc) > p,  # type: ignore[misc]
-            "the restarted relay to produce",
-            timeout=120,
-            abort=worker.died,
-        )
-        messages, now_repeats = cdc_repeats(settings)
-        kills_with_repeats += now_repeats > repeats
-        repeats = now_repeats
-    load.stop()
-    tally = crash_pipeline.wait_exact(load.accepted, timeout=300, abort=worker.died)
-    messages, repeats = cdc_repeats(settings)
-    result.record(tally)
-    result.seconds = round(time.monotonic() - started, 1)
-    result.details = {"kills": worker.kills, "cdc_messages": messages, "cdc_repeats": repeats}
-    assert repeats > 0, f"no kill fell between produce and checkpoint in {worker.kills} tries"
-    assert tally.exact, tally.describe()
