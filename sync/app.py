@@ -17,7 +17,9 @@ Each input has at most one batch being written at a time, in the background: the
 decoding into the next batch, which is cut when the write is done (or when it is full: then the
 agent waits for the write). So batches grow with the write's latency - a backlog after an outage
 is written in few large inserts, not in many small ones cut by age - and memory stays bounded by
-`max_rows` per input plus Faust's stream buffer while ClickHouse is away.
+`max_rows` per input plus Faust's stream buffer while ClickHouse is away. Poison is handed to
+the DLQ producer the same way: the agent goes on, and the poison's offset is acknowledged when
+the broker took the dead letter (at most `MAX_LETTERS_IN_FLIGHT` per input wait at a time).
 
 The relay runs on the leader only. Per round it reads every readable shard, produces the changes
 to `footfall.cdc` keyed by actor, waits for every acknowledgement (acks=all) and only then stores
@@ -61,6 +63,7 @@ __all__ = ["SyncOptions", "create_app"]
 
 log = logging.getLogger(__name__)
 RETRY_CAP_S = 2.0  # the longest pause between relay retries: it resumes soon after a store is back
+MAX_LETTERS_IN_FLIGHT = 1000  # dead letters per input awaiting the broker's acknowledgement
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,7 @@ class _Lane:
     pending: dict[int, deque[Any]] = field(default_factory=dict)  # partition -> events
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     writing: asyncio.Future[None] | None = None  # the batch being written, at most one
+    letters: set[asyncio.Future[None]] = field(default_factory=set)  # dead letters in flight
 
     def idle(self) -> bool:
         """No batch is being written."""
@@ -191,7 +195,28 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         await drained(lane)
         lane.writing = asyncio.ensure_future(write(lane, batch, stream))
 
-    async def dead_letter(lane: _Lane, event: Any, poison: Poison) -> None:
+    async def reap(lane: _Lane, *, wait: bool = False) -> None:
+        """Forget delivered dead letters (raising a failed one's error); with `wait`, wait for
+        all of them first."""
+        if wait and lane.letters:
+            await asyncio.wait(lane.letters)
+        for done in [letter for letter in lane.letters if letter.done()]:
+            lane.letters.discard(done)
+            done.result()
+
+    async def dead_letter(
+        lane: _Lane, event: Any, position: EventPosition, poison: Poison, stream: Any
+    ) -> None:
+        """Hand the record to the DLQ in the background; its offset is acknowledged once the
+        broker took it. The agent waits only while MAX_LETTERS_IN_FLIGHT are unacknowledged."""
+        lane.letters.add(asyncio.ensure_future(deliver(lane, event, position, poison, stream)))
+        await reap(lane)
+        if len(lane.letters) >= MAX_LETTERS_IN_FLIGHT:
+            await asyncio.wait(lane.letters, return_when=asyncio.FIRST_COMPLETED)
+
+    async def deliver(
+        lane: _Lane, event: Any, position: EventPosition, poison: Poison, stream: Any
+    ) -> None:
         """Send the record to the DLQ with its reason; retried until the broker took it."""
         headers = [*poison.headers(), ("footfall-topic", lane.topic.encode())]
         value = event.value
@@ -209,6 +234,8 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
                 await asyncio.sleep(min(10.0, 0.1 * 2**attempt))
         metrics.dead_lettered.labels(lane.source).inc()
         log.warning("dead-lettered %s@%s: %s", lane.topic, poison.position, poison.reason)
+        lane.tracker.ack(position)
+        await release(lane, stream)
 
     @app.agent(app.topic(settings.topic("events"), settings.topic("cdc"), value_type=bytes))
     async def sink_agent(stream: Any) -> None:
@@ -225,9 +252,7 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
             decoded = lane.decode(event.value, position)
             async with lane.lock:
                 if isinstance(decoded, Poison):
-                    await dead_letter(lane, event, decoded)
-                    lane.tracker.ack(position)
-                    await release(lane, stream)
+                    await dead_letter(lane, event, position, decoded, stream)
                 elif isinstance(decoded, Row):  # by age only when no write is in flight
                     batch = lane.batcher.add(decoded, position, by_age=lane.idle())
                     await submit(lane, batch, stream)
@@ -245,6 +270,7 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
             for lane in lanes.values():
                 if lane.writing is not None and lane.writing.done():
                     await drained(lane)  # a failed write raises here and stops the worker
+                await reap(lane)
                 due = lane.batcher.due_in()
                 if due is None:
                     continue
@@ -337,6 +363,7 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
                 if stream is not None:
                     await submit(lane, lane.batcher.flush(), stream)
                 await drained(lane)
+                await reap(lane, wait=True)
                 for tp in revoked:
                     if tp.topic == lane.topic:
                         lane.tracker.reset(tp.partition)

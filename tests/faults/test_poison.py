@@ -139,7 +139,7 @@ def test_poison_is_dead_lettered_with_reasons_and_good_events_keep_their_rate(
     result = fault_results.new("poison events")
     started = time.monotonic()
     built = poison_pipeline
-    rounds, good = (5, 4_000) if long_volume else (3, 1_500)
+    rounds, good = (5, 8_000) if long_volume else (3, 4_000)
     per_kind = rounds * good // 300  # with six small kinds: one poison message per 50 good
     poison = [poison_of(kind, i) for kind in KINDS for i in range(per_kind)]
     big = [p for p in poison if len(p) > 100_000][:2]  # two 1 MB payloads per run
