@@ -28,6 +28,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -236,6 +237,14 @@ class ClickHouseHTTPServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.engine = engine
         self.auth = auth
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that drops its connection is routine, not a server fault worth a traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError):
+            logger.debug("client %s dropped the connection: %s", client_address, error)
+            return
+        logger.error("unexpected failure serving %s", client_address, exc_info=error)
 
 
 def _read_at_most(chunks: Iterator[bytes], limit: int) -> bytes:

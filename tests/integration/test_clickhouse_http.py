@@ -7,6 +7,8 @@ import gzip
 import json
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -130,6 +132,19 @@ def rows(count: int) -> list[list[object]]:
 def test_ping_answers_ok(server: Server) -> None:
     with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/ping", timeout=5) as response:
         assert response.read() == b"Ok.\n"
+
+
+def test_a_client_resetting_its_connection_is_routine(server: Server) -> None:
+    """A peer that drops a keep-alive connection (RST) is no server failure: no traceback."""
+    for request in (b"", b"GET /?query=SELECT"):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+            if request:
+                conn.sendall(request)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    time.sleep(0.5)  # the handler threads meet the reset
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/ping", timeout=5) as response:
+        assert response.read() == b"Ok.\n"
+    assert "Traceback" not in server.log.read_text()
 
 
 def test_client_starts_against_the_server(client: Client) -> None:
