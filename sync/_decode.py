@@ -39,6 +39,8 @@ from footfall import Activity, ConfigError, InvalidActivity, StoreError
 from footfall._activity import EARLIEST, LATEST
 from footfall._table import from_dynamo, sort_key
 
+from ._event_check import plain_event_ts_ms
+
 __all__ = [
     "MAX_EVENT_BYTES",
     "Change",
@@ -217,17 +219,20 @@ def _event_row(value: bytes | None, now: datetime | None) -> Row:
     except ValueError:
         raise _Bad(f"invalid ts {ts_text[:40]!r}: expected e.g. 2026-11-29T17:00:00.123Z") from None
     attributes = data.get("attributes")
-    a = Activity(
-        actor=data["actor"],
-        type=data["type"],
-        target=data["target"],
-        ts=ts,
-        event_id=data["event_id"],
-        attributes=attributes,
-        now=now,
-    )
+    ts_ms = plain_event_ts_ms(data, ts, now, len(value or b""))
+    if ts_ms is None:  # not plainly valid: Activity decides (and says why not)
+        ts_ms = Activity(
+            actor=data["actor"],
+            type=data["type"],
+            target=data["target"],
+            ts=ts,
+            event_id=data["event_id"],
+            attributes=attributes,
+            now=now,
+        ).ts_ms
     flat = flatten_attributes(attributes) if attributes else {}
-    return Row(a.event_id, a.actor, a.type, a.target, a.ts_ms, flat, "kafka", 0, 0)
+    event_id, actor, type_, target = data["event_id"], data["actor"], data["type"], data["target"]
+    return Row(event_id, actor, type_, target, ts_ms, flat, "kafka", 0, 0)
 
 
 def _parse_object(value: bytes | None) -> dict[str, Any]:
