@@ -33,6 +33,7 @@ T = TypeVar("T")
 STORE = "DynamoDB"
 BATCH_WRITE_LIMIT = 25
 BATCH_GET_LIMIT = 100
+_EXACT = 10**38  # whole numbers below this are exact as DynamoDB numbers (38 digits)
 _THROTTLING = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -89,11 +90,13 @@ def translate_error(exc: Exception, *, table: str = "") -> FootfallError:
 
 @dataclass(slots=True)
 class BatchOutcome:
-    """What one chunk of a batch write did: indices written and `(index, reason)` failures."""
+    """What one chunk of a batch write did: indices written, indices found stored already
+    (`existing`, not written again) and `(index, reason)` failures."""
 
     written: list[int] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
     retries: int = 0
+    existing: list[int] = field(default_factory=list)
 
 
 class DynamoDB:
@@ -154,7 +157,7 @@ class DynamoDB:
             self._conditional(
                 self.client.put_item,
                 TableName=self.table,
-                Item=self._serialize(item),
+                Item=self._wire(item),
                 ConditionExpression="attribute_not_exists(sk)",
             )
             is not None
@@ -165,41 +168,43 @@ class DynamoDB:
     ) -> set[tuple[str, str]]:
         """Which of these `{actor, sk}` keys are stored (BatchGetItem, 100 keys a call).
         Transient errors and UnprocessedKeys are retried with backoff, as the writes are."""
+        wire = [self._wire(k) for k in keys]
         found: set[tuple[str, str]] = set()
-        for start in range(0, len(keys), BATCH_GET_LIMIT):
-            pending: list[dict[str, Any]] = [
-                self._serialize(k) for k in keys[start : start + BATCH_GET_LIMIT]
-            ]
-            attempt = 0
-            while pending:
-                try:
-                    response = self.client.batch_get_item(
-                        RequestItems={
-                            self.table: {
-                                "Keys": pending,
-                                "ProjectionExpression": "actor, sk",
-                                "ConsistentRead": True,
-                            }
-                        },
-                    )
-                except Exception as exc:
-                    error = translate_error(exc, table=self.table)
-                    attempt += 1
-                    if not error.transient or attempt >= max_attempts:
-                        raise error from exc
-                    _sleep_backoff(attempt)
-                    continue
-                for raw in response.get("Responses", {}).get(self.table, []):
-                    found.add((raw["actor"]["S"], raw["sk"]["S"]))
-                unprocessed = response.get("UnprocessedKeys", {}).get(self.table)
-                pending = list(unprocessed["Keys"]) if unprocessed else []
-                if pending:
-                    attempt += 1
-                    if attempt >= max_attempts:
-                        reason = f"{len(pending)} key(s) unprocessed after {attempt} attempts"
-                        raise StoreThrottled(STORE, reason, code="UnprocessedKeys")
-                    _sleep_backoff(attempt)
+        for start in range(0, len(wire), BATCH_GET_LIMIT):
+            found |= self._stored(wire[start : start + BATCH_GET_LIMIT], max_attempts)
         return found
+
+    def put_missing(
+        self,
+        items: Sequence[tuple[int, dict[str, Any]]],
+        *,
+        skip_existing: bool = True,
+        max_attempts: int = 10,
+    ) -> BatchOutcome:
+        """Write up to 100 `(index, item)` pairs that are not stored yet: one BatchGetItem finds
+        those already stored (listed as `existing`, not written again: a repeated activity is a
+        no-op), then BatchWriteItem writes the others, 25 a call (see `batch_put`). Each item is
+        serialized once for both. An existence check still failing after its retries fails its
+        items, with why; none of them is written."""
+        if len(items) > BATCH_GET_LIMIT:
+            raise ValueError(f"at most {BATCH_GET_LIMIT} items a call, not {len(items)}")
+        outcome = BatchOutcome()
+        wire = [(index, self._wire(item)) for index, item in items]
+        if skip_existing and wire:
+            keys = [{"actor": w["actor"], "sk": w["sk"]} for _, w in wire]
+            try:
+                stored = self._stored(keys, max_attempts)
+            except FootfallError as exc:
+                outcome.failed.extend(
+                    (index, f"existence check failed: {exc}") for index, _ in wire
+                )
+                return outcome
+            if stored:
+                outcome.existing = [i for i, w in wire if _wire_key(w) in stored]
+                wire = [(i, w) for i, w in wire if _wire_key(w) not in stored]
+        for start in range(0, len(wire), BATCH_WRITE_LIMIT):
+            self._write(wire[start : start + BATCH_WRITE_LIMIT], outcome, max_attempts)
+        return outcome
 
     def batch_put(
         self,
@@ -215,38 +220,7 @@ class DynamoDB:
         calls included.
         """
         outcome = BatchOutcome()
-        by_key = {(item["actor"], item["sk"]): index for index, item in items}
-        pending: list[Any] = [{"PutRequest": {"Item": self._serialize(item)}} for _, item in items]
-        attempt = 0
-        last_reason = ""
-        while pending:
-            try:
-                response = self.client.batch_write_item(RequestItems={self.table: pending})
-            except Exception as exc:
-                outcome.retries += _sdk_retries(exc)
-                error = translate_error(exc, table=self.table)
-                if not error.transient:
-                    outcome.failed.extend((by_key[_key_of(r)], str(error)) for r in pending)
-                    return outcome
-                last_reason = str(error)
-                unprocessed = pending
-            else:
-                outcome.retries += _sdk_retries(response)
-                unprocessed = list[Any](response.get("UnprocessedItems", {}).get(self.table, []))
-                last_reason = "left unprocessed by DynamoDB (throughput exceeded)"
-            done = {_key_of(r) for r in pending} - {_key_of(r) for r in unprocessed}
-            outcome.written.extend(by_key[k] for k in done)
-            pending = unprocessed
-            if not pending:
-                break
-            attempt += 1
-            if attempt >= max_attempts:
-                reason = f"{last_reason}; gave up after {attempt} attempts"
-                outcome.failed.extend((by_key[_key_of(r)], reason) for r in pending)
-                break
-            outcome.retries += 1
-            log.debug("retrying %d unprocessed items (attempt %d)", len(pending), attempt)
-            _sleep_backoff(attempt)
+        self._write([(index, self._wire(item)) for index, item in items], outcome, max_attempts)
         return outcome
 
     def update_attributes(
@@ -263,11 +237,11 @@ class DynamoDB:
         response = self._conditional(
             self.client.update_item,
             TableName=self.table,
-            Key=self._serialize(key),
+            Key=self._wire(key),
             UpdateExpression="SET " + ", ".join(sets) + " ADD #rev :one",
             ConditionExpression="attribute_exists(sk)",
             ExpressionAttributeNames=names,
-            ExpressionAttributeValues=self._serialize(values),
+            ExpressionAttributeValues=self._wire(values),
             ReturnValues="ALL_NEW",
         )
         return None if response is None else self._deserialize(response["Attributes"])
@@ -278,7 +252,7 @@ class DynamoDB:
             self._conditional(
                 self.client.delete_item,
                 TableName=self.table,
-                Key=self._serialize(key),
+                Key=self._wire(key),
                 ConditionExpression="attribute_exists(sk)",
             )
             is not None
@@ -309,7 +283,7 @@ class DynamoDB:
             "TableName": self.table,
             "KeyConditionExpression": condition,
             "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": self._serialize(values),
+            "ExpressionAttributeValues": self._wire(values),
             "ScanIndexForward": not newest_first,
         }
         if index:
@@ -347,7 +321,7 @@ class DynamoDB:
             request["FilterExpression"] = "#ts >= :lo AND #ts < :hi"
             request["ExpressionAttributeNames"] = {"#ts": "ts"}
             bounds = {":lo": ts_range[0], ":hi": ts_range[1]}
-            request["ExpressionAttributeValues"] = self._serialize(bounds)
+            request["ExpressionAttributeValues"] = self._wire(bounds)
         while True:
             response = self._call(self.client.scan, **request)
             for raw in response.get("Items", []):
@@ -374,9 +348,98 @@ class DynamoDB:
         except Exception as exc:
             raise translate_error(exc, table=self.table) from exc
 
-    def _serialize(self, item: dict[str, Any]) -> dict[str, Any]:
-        ser = self._ser.serialize
-        return {k: ser(v) for k, v in item.items()}
+    def _stored(self, keys: list[dict[str, Any]], max_attempts: int) -> set[tuple[str, str]]:
+        """Which of up to 100 serialized keys are stored: one BatchGetItem, UnprocessedKeys and
+        transient errors retried with backoff; a footfall error when that does not succeed."""
+        found: set[tuple[str, str]] = set()
+        pending = keys
+        attempt = 0
+        while pending:
+            try:
+                response = self.client.batch_get_item(
+                    RequestItems={
+                        self.table: {
+                            "Keys": pending,
+                            "ProjectionExpression": "actor, sk",
+                            "ConsistentRead": True,
+                        }
+                    },
+                )
+            except Exception as exc:
+                error = translate_error(exc, table=self.table)
+                attempt += 1
+                if not error.transient or attempt >= max_attempts:
+                    raise error from exc
+                _sleep_backoff(attempt)
+                continue
+            found.update(
+                _wire_key(raw) for raw in response.get("Responses", {}).get(self.table, [])
+            )
+            unprocessed = response.get("UnprocessedKeys", {}).get(self.table)
+            pending = list(unprocessed["Keys"]) if unprocessed else []
+            if pending:
+                attempt += 1
+                if attempt >= max_attempts:
+                    reason = f"{len(pending)} key(s) unprocessed after {attempt} attempts"
+                    raise StoreThrottled(STORE, reason, code="UnprocessedKeys")
+                _sleep_backoff(attempt)
+        return found
+
+    def _write(
+        self, items: Sequence[tuple[int, dict[str, Any]]], outcome: BatchOutcome, max_attempts: int
+    ) -> None:
+        """BatchWriteItem of up to 25 serialized `(index, item)` pairs into `outcome`, retried
+        as `batch_put` says."""
+        by_key = {_wire_key(item): index for index, item in items}
+        pending: list[Any] = [{"PutRequest": {"Item": item}} for _, item in items]
+        attempt = 0
+        last_reason = ""
+        while pending:
+            try:
+                response = self.client.batch_write_item(RequestItems={self.table: pending})
+            except Exception as exc:
+                outcome.retries += _sdk_retries(exc)
+                error = translate_error(exc, table=self.table)
+                if not error.transient:
+                    outcome.failed.extend((by_key[_key_of(r)], str(error)) for r in pending)
+                    return
+                last_reason = str(error)
+                unprocessed = pending
+            else:
+                outcome.retries += _sdk_retries(response)
+                unprocessed = list[Any](response.get("UnprocessedItems", {}).get(self.table, []))
+                last_reason = "left unprocessed by DynamoDB (throughput exceeded)"
+            if unprocessed:
+                left = {_key_of(r) for r in unprocessed}
+                outcome.written.extend(i for k, i in by_key.items() if k not in left)
+                by_key = {k: by_key[k] for k in left}
+            else:
+                outcome.written.extend(by_key.values())
+                return
+            pending = unprocessed
+            attempt += 1
+            if attempt >= max_attempts:
+                reason = f"{last_reason}; gave up after {attempt} attempts"
+                outcome.failed.extend((by_key[_key_of(r)], reason) for r in pending)
+                return
+            outcome.retries += 1
+            log.debug("retrying %d unprocessed items (attempt %d)", len(pending), attempt)
+            _sleep_backoff(attempt)
+
+    def _wire(self, item: dict[str, Any]) -> dict[str, Any]:
+        """An item (or key) in DynamoDB's JSON form: what TypeSerializer makes, faster for the
+        strings, whole numbers and maps activity items are made of."""
+        return {k: self._wire_value(v) for k, v in item.items()}
+
+    def _wire_value(self, value: Any) -> Any:
+        kind = type(value)
+        if kind is str:
+            return {"S": value}
+        if kind is int and -_EXACT < value < _EXACT:
+            return {"N": str(value)}
+        if kind is dict:
+            return {"M": {k: self._wire_value(v) for k, v in value.items()}}
+        return self._ser.serialize(value)
 
     def _deserialize(self, raw: dict[str, Any]) -> dict[str, Any]:
         de = self._de.deserialize
@@ -392,7 +455,10 @@ def _sdk_retries(outcome: Any) -> int:
 
 
 def _key_of(request: dict[str, Any]) -> tuple[str, str]:
-    item = request["PutRequest"]["Item"]
+    return _wire_key(request["PutRequest"]["Item"])
+
+
+def _wire_key(item: dict[str, Any]) -> tuple[str, str]:
     return item["actor"]["S"], item["sk"]["S"]
 
 

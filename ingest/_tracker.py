@@ -8,10 +8,11 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Literal
 
 from footfall._activity import Activity, to_utc
-from footfall._dynamodb import BATCH_WRITE_LIMIT, DynamoDB
+from footfall._dynamodb import BATCH_GET_LIMIT, BATCH_WRITE_LIMIT, DynamoDB
 from footfall._errors import ActivityNotFound, BatchWriteError, InvalidActivity
 from footfall._reads import target_items
 from footfall._settings import Settings, load_settings
@@ -120,19 +121,18 @@ class Tracker:
         duplicates = len(batch) - len(unique)
         rev = _now_ms()
         items = [(i, self._item(a, rev=rev)) for i, a in unique.values()]
-        if skip_existing and items:
-            stored = self._store.existing_keys(
-                [{"actor": it["actor"], "sk": it["sk"]} for _, it in items]
-            )
-            if stored:
-                items = [(i, it) for i, it in items if (it["actor"], it["sk"]) not in stored]
-                duplicates += len(unique) - len(items)
-        chunks = [items[s : s + BATCH_WRITE_LIMIT] for s in range(0, len(items), BATCH_WRITE_LIMIT)]
+        # Each unit is checked (BatchGetItem) and its missing items written (BatchWriteItem) by
+        # one worker, so checks and writes of different units overlap.
+        workers = self.settings.write_concurrency
+        size = unit_size(len(items), workers)
+        units = [items[s : s + size] for s in range(0, len(items), size)]
+        put = partial(self._store.put_missing, skip_existing=skip_existing)
         written = retries = 0
         failed: list[tuple[int, str]] = []
-        with ThreadPoolExecutor(max_workers=self.settings.write_concurrency) as pool:
-            for outcome in pool.map(self._store.batch_put, chunks):
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(units)))) as pool:
+            for outcome in pool.map(put, units):
                 written += len(outcome.written)
+                duplicates += len(outcome.existing)
                 failed.extend(outcome.failed)
                 retries += outcome.retries
         report = WriteReport(written, duplicates, sorted(failed), retries)
@@ -232,6 +232,16 @@ def coerce_activities(
                 "activity", value, f"has unknown or missing fields ({exc})", index=index
             ) from None
     return out
+
+
+def unit_size(items: int, workers: int) -> int:
+    """Items per unit of work: a multiple of BatchWriteItem's 25, at most BatchGetItem's 100,
+    small enough that every worker gets a unit (a small batch still runs in parallel)."""
+    per_worker = -(-items // max(1, workers))
+    return min(
+        BATCH_GET_LIMIT,
+        max(BATCH_WRITE_LIMIT, -(-per_worker // BATCH_WRITE_LIMIT) * BATCH_WRITE_LIMIT),
+    )
 
 
 def _now_ms() -> int:
