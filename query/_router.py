@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final
 
 from sqlglot import exp
@@ -29,7 +30,7 @@ from ._errors import UnknownName
 from ._params import split_type
 from ._plan import ACTIVITY_COLUMNS, SYNC_COLUMNS, Operand, PointRead, Route, describe
 from ._rewrite import TABLE, is_activities, with_final
-from ._statement import Statement
+from ._statement import STATEMENT_CACHE, Statement, parse_statement
 
 __all__ = ["actor_scope", "clickhouse_route", "decide"]
 
@@ -60,14 +61,27 @@ def decide(
     them such a bound counts as within retention. UnknownName for a column `activities` lacks
     in a query shaped as a point read.
     """
+    route, plan = _decided(stmt.text, database, shards)
+    if plan is not None and ttl_days is not None:
+        try:
+            _check_retention(plan, ttl_days, parameters, now or datetime.now(UTC))
+        except _ToClickHouse as exc:
+            return clickhouse_route(stmt, database, str(exc)), None
+    return route, plan
+
+
+@lru_cache(maxsize=STATEMENT_CACHE)
+def _decided(text: str, database: str, shards: int) -> tuple[Route, PointRead | None]:
+    """The route of a text, cached like its parse (the last STATEMENT_CACHE texts): it depends
+    on the text alone, never on parameter values, which the PointRead looks up when it runs
+    (`Operand.value`). Retention, which does depend on them and on the time, is checked per
+    call by `decide`. Route and PointRead are immutable, so callers may share them."""
+    stmt = parse_statement(text)
     try:
         plan = _point_read(stmt, database)
-        reason = describe(plan, shards)
-        if ttl_days is not None:
-            _check_retention(plan, ttl_days, parameters, now or datetime.now(UTC))
     except _ToClickHouse as exc:
-        return Route("clickhouse", str(exc), None, with_final(stmt, database)), None
-    return Route("dynamodb", reason, plan.index, None), plan
+        return clickhouse_route(stmt, database, str(exc)), None
+    return Route("dynamodb", describe(plan, shards), plan.index, None), plan
 
 
 def clickhouse_route(stmt: Statement, database: str, reason: str) -> Route:

@@ -18,6 +18,7 @@ chDB (embedded mode, and footfall's own HTTP server) `readonly=1` lets the scala
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Final
 
 import sqlglot
@@ -32,6 +33,7 @@ from ._errors import QueryRefused
 __all__ = ["Statement", "function_name", "parse_statement"]
 
 DIALECT: Final = "clickhouse"
+STATEMENT_CACHE: Final = 256  # parsed statements kept, by text (least recently used dropped)
 
 # Table functions that only generate rows (everything else reads files, URLs or other systems).
 SAFE_TABLE_FUNCTIONS: Final = frozenset(
@@ -97,9 +99,20 @@ class Statement:
 
 
 def parse_statement(text: str) -> Statement:
-    """Parse `text` and pass it through the read-only wall; QueryRefused says why not."""
+    """Parse `text` and pass it through the read-only wall; QueryRefused says why not.
+
+    Statements are cached by their text (the last STATEMENT_CACHE texts; refusals are not
+    cached): values travel as `{name:Type}` parameters, so an application sends the same few
+    texts again and again, and parsing costs milliseconds. The Statement returned is shared:
+    its tree and placeholders must not be changed.
+    """
     if not isinstance(text, str):
         raise QueryRefused(f"expected SQL text, not {type(text).__name__}")
+    return _parse(text)
+
+
+@lru_cache(maxsize=STATEMENT_CACHE)
+def _parse(text: str) -> Statement:
     statements = split_statements(text)
     if not statements:
         raise QueryRefused("the text holds no statement")
