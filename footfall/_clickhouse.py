@@ -293,14 +293,29 @@ def connect(
             database=db,
             secure=target.secure,
             autogenerate_session_id=False,  # a session would serialize concurrent callers
-            settings=_READONLY if readonly else None,  # sent with every request
+            settings=_READONLY if readonly else _QUERY_SETTINGS,  # sent with every request
         )
     except ch_errors.Error as exc:
         raise translate_error(exc, doing=f"connect to {target}") from exc
     return ClickHouse(client, target=target, release=_Release(None, client), readonly=readonly)
 
 
-_READONLY: dict[str, Any] = {"readonly": 1}
+# Query settings every handle sends with every request.
+#
+# `use_skip_indexes_if_final_exact_mode = 0`: with FINAL, ClickHouse 26.9 (chDB 4.4) uses skip
+# indexes (`use_skip_indexes_if_final = 1`) and by default, in "exact mode", adds back every range
+# of every other part whose primary-key range overlaps a granule the index kept, in case a newer
+# version of a kept row sits in a granule the index dropped. That protects indexes on columns an
+# update can change. `activities` has one skip index, the `actor` bloom filter, and `actor` is
+# part of the sorting key and immutable: every version of an activity, tombstones too, carries
+# the same actor, so no version can be in a dropped granule; the expansion only costs. With
+# inserts spread over the key range (every part overlaps every other), it added back nearly all
+# of the table: the sessions query of one actor over 10M rows in 10 parts took 24 s with it,
+# 0.9 s without (same result). A skip index on a column outside the sorting key would need exact
+# mode again (tests/integration/test_clickhouse_schema.py pins that there is none).
+_QUERY_SETTINGS: dict[str, Any] = {"use_skip_indexes_if_final_exact_mode": 0}
+# `readonly` last: once it is set, a request may not change further settings
+_READONLY: dict[str, Any] = {**_QUERY_SETTINGS, "readonly": 1}
 
 
 def _connect_embedded(target: ClickHouseTarget, database: str, readonly: bool) -> ClickHouse:
@@ -345,7 +360,10 @@ def _open_engine(path: str, database: str, *, probe_lock: bool, readonly: bool =
         # chdb:// selects the embedded engine; the explicit path wins over the DSN's and needs
         # no URL quoting
         return clickhouse_connect.get_client(
-            dsn="chdb://", path=path, database=database, settings=_READONLY if readonly else None
+            dsn="chdb://",
+            path=path,
+            database=database,
+            settings=_READONLY if readonly else _QUERY_SETTINGS,
         )
     except ch_errors.Error as exc:
         if probe_lock and directory_locked(path):

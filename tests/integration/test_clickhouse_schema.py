@@ -250,6 +250,24 @@ def test_a_replayed_batch_with_the_same_token_is_stored_once(ch: ClickHouse) -> 
     assert scalar(ch, "SELECT count() FROM activities") == 12  # another token is another batch
 
 
+def test_skip_indexes_of_activities_are_on_sorting_key_columns(ch: ClickHouse) -> None:
+    """footfall's queries run with `use_skip_indexes_if_final_exact_mode = 0`, which is exact
+    only for skip indexes on immutable sorting-key columns (every version of an activity then
+    sits in a granule the index keeps); an index on another column needs exact mode back."""
+    key = scalar(
+        ch,
+        "SELECT sorting_key FROM system.tables "
+        "WHERE database = currentDatabase() AND name = 'activities'",
+    )
+    indexes = ch.query_arrow(
+        "SELECT name, expr FROM system.data_skipping_indices "
+        "WHERE database = currentDatabase() AND table = 'activities'"
+    ).to_pylist()
+    columns = {c.strip() for c in key.split(",")}
+    assert indexes, "the actor bloom filter is expected"
+    assert all(index["expr"] in columns for index in indexes), (indexes, key)
+
+
 # -- the daily rollup ------------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 
 import query
-from footfall import Activity, load_settings
+from footfall import Activity, Settings, load_settings
 from footfall._clickhouse import ClickHouse, connect
 from footfall._migrate import migrate
 from footfall._synthetic import synthetic_activities
@@ -82,6 +82,8 @@ def _load(ch: ClickHouse) -> Stored:
 class Env:
     ff: query.Footfall
     stored: Stored
+    settings: Settings
+    database: str
 
 
 @pytest.fixture(scope="module", params=["embedded", "server"])
@@ -101,7 +103,7 @@ def env(request: pytest.FixtureRequest, chdb_url: str) -> Iterator[Env]:
         ).column("n")[0]
         assert parts.as_py() >= 5, "the versions must sit in separate parts"
         with query.connect(settings, database=name) as ff:
-            yield Env(ff, stored)
+            yield Env(ff, stored, settings, name)
     finally:
         writer.close()
         admin.command(f"DROP DATABASE IF EXISTS {name} SYNC")
@@ -207,3 +209,26 @@ def test_sessions_are_exact_for_an_actor_with_updates_and_deletes(env: Env) -> N
     ]
     found = env.ff.named("sessions", actor=actor)
     assert found.with_columns(pl.col("types").list.sort()).rows() == expected
+
+
+@pytest.mark.parametrize("readonly", [True, False])
+def test_final_reads_only_the_granules_the_actor_bloom_filter_keeps(
+    env: Env, readonly: bool
+) -> None:
+    """Without exact mode's expansion (footfall's query settings): the actor is part of the
+    sorting key, so every version of the actor's activities is in a granule the index keeps."""
+    actor = sorted({r.actor for r in env.stored.deleted})[0]
+    with connect(env.settings, database=env.database, readonly=readonly) as ch:
+        plan = ch.query_arrow(
+            "EXPLAIN indexes = 1 SELECT count() AS n FROM activities FINAL "
+            "WHERE actor = {actor:String}",
+            {"actor": actor},
+        ).column("explain")
+        lines = [str(line) for line in plan.to_pylist()]
+        found = ch.query_arrow(
+            "SELECT count() AS n FROM activities FINAL WHERE actor = {actor:String}",
+            {"actor": actor},
+        ).column("n")[0]
+    assert any("actor_bloom" in line for line in lines), lines
+    assert not any("PrimaryKeyExpand" in line for line in lines), lines
+    assert found.as_py() == sum(r.actor == actor for r in env.stored.live)
