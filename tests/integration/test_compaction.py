@@ -1,0 +1,80 @@
+"""`footfall._compaction`: closed months of `activities` merged into one part each, the answer
+of `activities FINAL` unchanged, the current month left to ClickHouse's own merges."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+
+import pytest
+
+from footfall import load_settings
+from footfall._clickhouse import ClickHouse, connect
+from footfall._compaction import Compacted, compact_closed_partitions, compaction_candidates
+from footfall._migrate import migrate
+from sync._batch import rows_to_arrow
+from sync._decode import Row
+
+TODAY = date(2026, 11, 20)
+
+
+@pytest.fixture
+def ch(chdb_url: str) -> Iterator[ClickHouse]:
+    name = f"compaction_{uuid.uuid4().hex[:10]}"
+    with connect(load_settings(clickhouse_url=chdb_url)) as admin:
+        admin.command(f"CREATE DATABASE {name}")
+        try:
+            with connect(load_settings(clickhouse_url=chdb_url), database=name) as handle:
+                migrate(handle)
+                yield handle
+        finally:
+            admin.command(f"DROP DATABASE IF EXISTS {name} SYNC")
+
+
+def _row(n: int, month: int, *, version: int = 1, deleted: int = 0) -> Row:
+    ts = int(datetime(2026, month, 1 + n % 20, 12, tzinfo=UTC).timestamp() * 1000)
+    return Row(
+        f"e{month}-{n}", f"a{n % 3}", "store-pageviews", "/p", ts, {}, "dynamodb", version, deleted
+    )
+
+
+def _parts(ch: ClickHouse) -> dict[str, int]:
+    found = ch.query_arrow(
+        "SELECT partition_id, count() AS n FROM system.parts "
+        "WHERE database = currentDatabase() AND table = 'activities' AND active "
+        "GROUP BY partition_id"
+    )
+    return {row["partition_id"]: row["n"] for row in found.to_pylist()}
+
+
+def _final(ch: ClickHouse) -> list[tuple[str, int]]:
+    found = ch.query_arrow(
+        "SELECT event_id, version FROM activities FINAL ORDER BY event_id"
+    ).to_pylist()
+    return [(row["event_id"], row["version"]) for row in found]
+
+
+def test_closed_months_are_merged_into_one_part_each_with_the_same_answer(
+    ch: ClickHouse,
+) -> None:
+    for month in (9, 10, 11):
+        ch.insert_arrow(
+            "activities", rows_to_arrow([_row(n, month) for n in range(10)]), dedup_token=None
+        )
+        ch.insert_arrow(
+            "activities", rows_to_arrow([_row(n, month) for n in range(5)]), dedup_token=None
+        )  # replays
+        updates = [_row(1, month, version=2), _row(2, month, version=2, deleted=1)]
+        ch.insert_arrow("activities", rows_to_arrow(updates), dedup_token=None)
+    before = _final(ch)
+    assert _parts(ch) == {"202609": 3, "202610": 3, "202611": 3}
+
+    done = compact_closed_partitions(ch, today=TODAY)
+
+    assert done == [Compacted("202609", 3, 17), Compacted("202610", 3, 17)]
+    assert _parts(ch) == {"202609": 1, "202610": 1, "202611": 3}  # the open month is left alone
+    assert _final(ch) == before
+    assert len(before) == 27  # 10 per month, one deleted
+    assert compaction_candidates(ch, today=TODAY) == []
+    assert compact_closed_partitions(ch, today=TODAY) == []
