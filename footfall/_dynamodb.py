@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import botocore.config
 import botocore.exceptions
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from boto3.dynamodb.types import DYNAMODB_CONTEXT, TypeDeserializer, TypeSerializer
 
 from ._aws import make_client, make_streams_client
 from ._errors import ConfigError, FootfallError, StoreError, StoreThrottled, StoreUnavailable
@@ -442,8 +442,18 @@ class DynamoDB:
         return self._ser.serialize(value)
 
     def _deserialize(self, raw: dict[str, Any]) -> dict[str, Any]:
-        de = self._de.deserialize
-        return {k: de(v) for k, v in raw.items()}
+        """An item from DynamoDB's JSON form: what TypeDeserializer makes, faster for the
+        strings, numbers and maps activity items are made of."""
+        return {k: self._plain(v) for k, v in raw.items()}
+
+    def _plain(self, value: dict[str, Any]) -> Any:
+        if "S" in value:
+            return value["S"]
+        if "N" in value:
+            return DYNAMODB_CONTEXT.create_decimal(value["N"])
+        if "M" in value:
+            return {k: self._plain(v) for k, v in value["M"].items()}
+        return self._de.deserialize(value)
 
 
 def _sdk_retries(outcome: Any) -> int:

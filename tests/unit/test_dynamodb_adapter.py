@@ -119,3 +119,22 @@ def test_backoff_grows_between_attempts(monkeypatch: pytest.MonkeyPatch) -> None
     db, _ = store([1, 1, 1, 0])
     db.batch_put(items(2))
     assert caps == sorted(caps) and caps[0] < caps[-1]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"actor": {"S": "a"}, "ts": {"N": "1764000000000"}, "rev": {"N": "-1.50"}},
+        {"attributes": {"M": {"s": {"S": ""}, "n": {"N": "7"}, "m": {"M": {"x": {"N": "1e3"}}}}}},
+        {"l": {"L": [{"S": "x"}, {"BOOL": True}, {"NULL": True}]}, "ss": {"SS": ["a", "b"]}},
+        {"ns": {"NS": ["1", "2.5"]}, "b": {"B": b"\x00"}, "flag": {"BOOL": False}},
+    ],
+)
+def test_items_are_deserialized_as_boto3_would(raw: dict[str, Any]) -> None:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    db, _ = store([])
+    expected = {k: TypeDeserializer().deserialize(v) for k, v in raw.items()}
+    got = db._deserialize(raw)
+    assert got == expected
+    assert [type(v) for v in got.values()] == [type(v) for v in expected.values()]
