@@ -446,7 +446,7 @@ class DynamoDB:
         strings, numbers and maps activity items are made of."""
         return {k: self._plain(v) for k, v in raw.items()}
 
-    def _plain(self, value: dict[str, Any]) -> Any:
+    def _plain(self, value: Any) -> Any:
         if "S" in value:
             return value["S"]
         if "N" in value:
