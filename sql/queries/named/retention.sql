@@ -8,29 +8,35 @@
 -- @param end    DateTime64(3, 'UTC')  cohorts of days before this one
 -- @param days   UInt16 = 7            the last day N to report
 -- @param type   String = ''           the activity that puts an actor into a cohort ('' = any)
-WITH
-    cohorts AS (
-        SELECT actor, min(toDate(ts)) AS cohort_day
-        FROM activities FINAL
-        WHERE {type:String} = '' OR type = {type:String}
-        GROUP BY actor
-        HAVING cohort_day >= toDate({start:DateTime64(3, 'UTC')})
-           AND cohort_day < toDate({end:DateTime64(3, 'UTC')})
-    ),
-    active AS (
-        SELECT DISTINCT actor, toDate(ts) AS day
-        FROM activities FINAL
-        WHERE ts >= toStartOfDay({start:DateTime64(3, 'UTC')})
-          AND actor IN (SELECT actor FROM cohorts)
-    )
+
+-- One pass over `activities FINAL`, grouped by actor: each actor's cohort day (the first day of
+-- a qualifying activity) and the set of days they were active since `start`, then one row per
+-- (actor, active day) by ARRAY JOIN. An actor-day is counted once, so count() is the exact
+-- number of distinct actors. The first version read `activities FINAL` twice (cohorts over all
+-- time, then the active days of the cohort's actors through `IN`) and joined the two: 10M rows
+-- in 10 unmerged parts, on the loaded 2-core machine, about 200 s, this one 52 s (same rows).
+-- `countIf(...) > 0` keeps out actors without a qualifying activity (minIf would give them
+-- 1970-01-01).
+WITH per_actor AS (
+    SELECT
+        actor,
+        minIf(toDate(ts), {type:String} = '' OR type = {type:String}) AS cohort_day,
+        countIf({type:String} = '' OR type = {type:String}) AS qualifying,
+        groupUniqArrayIf(toDate(ts), ts >= toStartOfDay({start:DateTime64(3, 'UTC')})) AS days
+    FROM activities FINAL
+    GROUP BY actor
+    HAVING qualifying > 0
+       AND cohort_day >= toDate({start:DateTime64(3, 'UTC')})
+       AND cohort_day < toDate({end:DateTime64(3, 'UTC')})
+)
 SELECT
-    c.cohort_day AS cohort_day,
-    toUInt16(dateDiff('day', c.cohort_day, a.day)) AS day_n,
-    uniqExact(c.actor) AS actors,
+    cohort_day,
+    toUInt16(dateDiff('day', cohort_day, day)) AS day_n,
+    count() AS actors,
     actors / max(actors) OVER (PARTITION BY cohort_day) AS retained
-FROM cohorts AS c
-INNER JOIN active AS a ON a.actor = c.actor
-WHERE a.day >= c.cohort_day
-  AND dateDiff('day', c.cohort_day, a.day) <= {days:UInt16}
+FROM per_actor
+ARRAY JOIN days AS day
+WHERE day >= cohort_day
+  AND dateDiff('day', cohort_day, day) <= {days:UInt16}
 GROUP BY cohort_day, day_n
 ORDER BY cohort_day, day_n
