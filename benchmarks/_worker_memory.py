@@ -2,13 +2,27 @@
 
 Load: DynamoDB writes through `Tracker.record_many` (100 activities every 0.25 s: 400/s, read
 back by the worker's Streams relay and carried through `<prefix>.cdc`) and raw events through
-`EventPublisher` (500 every 0.5 s: 1,000/s) for DURATION seconds; the worker's RSS (VmRSS of
-its process) is sampled every second. The first WARM_UP share of the run is warm-up; the rest is
-cut into 5 windows (the repetitions).
+`EventPublisher` (500 every 0.5 s: 1,000/s) for DURATION_S seconds; the worker's RSS (VmRSS of
+its process) is sampled every second. The first WARM_UP_S seconds are warm-up; the rest is cut
+into 5 windows (the repetitions).
 
 - peak: the highest RSS of each window (goal ≤ 400 MB);
 - growth: median RSS of the last window minus that of the first window after warm-up
   ("flat": at most 5 % of the warm RSS, or 10 MB, whichever is larger).
+
+Why 4 minutes of warm-up (issue #5; it was the first 20 % of a 5-minute run, i.e. 60 s). On
+the shared 2-core machine the worker falls behind this load (it wrote ~45 % of it), and
+then fills buffers that are bounded but take minutes to fill: aiokafka's prefetched records
+(up to `consumer_max_fetch_size`, 1 MiB, per assigned partition: ConsumerRecord objects rose
+from ~500 to ~18,000, pymalloc from 75 to 90 MiB), Arrow's mimalloc pool (10 → 18 MB) and
+the first batches' code paths. Measured with the glibc heap kept flat (M_MMAP_THRESHOLD fixed
+at 128 KiB), RSS rose 219 → 249 MB in the first ~3.5 minutes of load and by ~5 MB in the 6
+minutes after that. The Python heap itself does not grow (tracemalloc: what is allocated after
+start-up and still alive stays under 8 MB and shrinks). With glibc's defaults a second
+component keeps ratcheting up in steps at event-loop stalls: free heap (`mallinfo2().fordblks`)
+6 → 24 MB in 10 minutes while the memory in use stays at 35-41 MB — large transient buffers
+land on the heap once glibc's dynamic mmap threshold has risen, and the heap fragments. That
+is a finding about the worker, not the harness: this case should still report it.
 """
 
 from __future__ import annotations
@@ -31,7 +45,9 @@ from ._sync import create_topics
 
 __all__ = ["run_worker_memory"]
 
-WARM_UP = 0.2
+WARM_UP_S = 240.0  # full run: the worker's bounded buffers fill in the first ~4 minutes
+MEASURED_S = 360.0  # then 5 windows of 72 s
+WARM_UP = 0.2  # share of a run given without a warm-up of its own (--quick: 4 s of 20 s)
 LIMIT_MB = 400.0
 
 
@@ -43,7 +59,8 @@ def run_worker_memory(bench: Bench) -> list[CaseResult]:
     settings = settings_for(services, dynamodb=endpoint, clickhouse_url=url, name=name)
     Tracker("x", settings).ensure_table()
     create_topics(settings)  # before the worker subscribes
-    duration = bench.size(300.0, 20.0)
+    warm_up = bench.size(WARM_UP_S, 20.0 * WARM_UP)
+    duration = bench.size(WARM_UP_S + MEASURED_S, 20.0)
     stop = threading.Event()
     errors: list[BaseException] = []
     samples: list[tuple[float, float]] = []  # (seconds since start, RSS MB)
@@ -51,7 +68,9 @@ def run_worker_memory(bench: Bench) -> list[CaseResult]:
     try:
         with Worker(settings, bench.work / "logs" / "memory-worker.log") as worker:
             worker.wait_ready()
-            bench.step(f"worker memory: {duration:.0f} s of sustained load")
+            bench.step(
+                f"worker memory: {duration:.0f} s of sustained load ({warm_up:.0f} s warm-up)"
+            )
 
             def load_dynamodb() -> None:
                 trackers: dict[str, Tracker] = {}
@@ -114,12 +133,16 @@ def run_worker_memory(bench: Bench) -> list[CaseResult]:
         services.drop_database(url)
     if errors:
         raise RuntimeError("the load generator failed") from errors[0]
-    return memory_results(samples, duration)
+    return memory_results(samples, duration, warm_up=warm_up)
 
 
-def memory_results(samples: list[tuple[float, float]], duration: float) -> list[CaseResult]:
-    """The peak and growth rows from `(seconds, RSS MB)` samples of one sustained run."""
-    warm = [rss for t, rss in samples if t >= duration * WARM_UP]
+def memory_results(
+    samples: list[tuple[float, float]], duration: float, *, warm_up: float | None = None
+) -> list[CaseResult]:
+    """The peak and growth rows from `(seconds, RSS MB)` samples of one sustained run; the
+    samples of the first `warm_up` seconds (default: WARM_UP of `duration`) are left out."""
+    start = duration * WARM_UP if warm_up is None else warm_up
+    warm = [rss for t, rss in samples if t >= start]
     if len(warm) < REPETITIONS:
         raise RuntimeError(f"only {len(warm)} RSS samples after warm-up")
     size = len(warm) // REPETITIONS
