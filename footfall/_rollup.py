@@ -6,12 +6,16 @@ are gone. An insert-triggered materialized view cannot do that (it would count r
 versions and never take back a delete), so the rollup is recomputed per day instead:
 
     ch.insert_arrow("activities", batch, dedup_token=token)
-    refresh_rollup(ch, days_of(batch))   # before the batch's offsets are committed
+    refresh_rollup(ch, days)   # the days of rows inserted since the last refresh
 
-`refresh_rollup` reads only the touched days of `activities FINAL` and writes one new row per
-group (the newest write wins by its version), so it is exact after every batch, including late
-rows for old days, and is idempotent: a replayed batch simply recomputes the same days.
+`refresh_rollup` reads only the given days of `activities FINAL` and writes one new row per
+group (the newest write wins by its version), so it is exact for those days, including late
+rows for old days, and is idempotent: refreshing a day again recomputes the same rows.
 `refresh_rollup(ch, None)` rebuilds everything (repair, first fill).
+
+Who calls it: the sync runners through `sync._rollup.RollupKeeper`, coalesced and off the
+acknowledgement path, with a persisted watermark over `activities.ingested_at` that makes a
+crash between an insert and its refresh harmless; the backfill and reconcile per batch.
 """
 
 from __future__ import annotations
@@ -38,8 +42,8 @@ ROLLUP = "activities_daily"  # the view to read; its rows live in activities_dai
 def refresh_rollup(ch: ClickHouse, days: Collection[date] | None) -> None:
     """Bring the daily rollup of `days` (UTC dates; None: all days) up to date.
 
-    Call it after the rows of those days were inserted and before their source position is
-    committed; calling it again for the same days is harmless.
+    Call it after the rows of those days were inserted; calling it again for the same days is
+    harmless.
     """
     if days is None:
         ch.command(read_sql("queries/rollup_refresh_all.sql"))

@@ -1,7 +1,9 @@
 """The embedded runner: the same relay and sink core driven in one process, without Kafka.
 
 DynamoDB Streams → decode → one batch per relay round → ClickHouse (chDB by default) → then the
-shards' checkpoints. chDB allows one process per data directory, so the embedded default runs
+shards' checkpoints. The daily rollup is refreshed between rounds, coalesced (`_rollup`): when a
+round finds nothing new, or a second after the last refresh under load; `catch_up()` and
+`stop()` leave it exact. chDB allows one process per data directory, so the embedded default runs
 relay, sink and queries in the process that owns the directory: use `EmbeddedSync` from a
 notebook or the demo (`start()` runs it on a background thread), or `footfall sync run
 --embedded` as a process of its own. Multi-process deployments use a ClickHouse server and the
@@ -16,12 +18,14 @@ import time
 from types import TracebackType
 
 from footfall._clickhouse import ClickHouse, connect
+from footfall._errors import StoreError
 from footfall._migrate import migrate
 from footfall._settings import Settings, load_settings
 
 from ._batch import Batch, dedup_token, rows_to_arrow
 from ._decode import Poison, Retention, Row, RowChange, StreamPosition
 from ._metrics import SyncMetrics
+from ._rollup import RollupKeeper
 from ._sink import Sink
 from ._state import ClickHouseCheckpoints, DeadLetter, store_dead_letters
 from ._streams import StreamRelay
@@ -56,7 +60,8 @@ class EmbeddedSync:
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
         self.relay = StreamRelay(self.settings, ClickHouseCheckpoints(self.ch))
-        self.sink = Sink(self.ch, self.metrics, stop=self._stop)
+        self.rollup = RollupKeeper(self.ch)
+        self.sink = Sink(self.ch, self.metrics, stop=self._stop, rollup=self.rollup)
         self.scope = f"dynamodb:{self.relay.stream_arn}"
 
     def run_once(self) -> int:
@@ -95,22 +100,30 @@ class EmbeddedSync:
         return handled
 
     def catch_up(self, *, timeout: float = 60.0) -> int:
-        """Run rounds until one finds nothing new; returns the records handled."""
+        """Run rounds until one finds nothing new, then bring the rollup up to date; returns
+        the records handled."""
         deadline = time.monotonic() + timeout
         total = 0
         while time.monotonic() < deadline:
             handled = self.run_once()
             total += handled
             if not handled:
+                self.rollup.flush()
                 return total
+            if self.rollup.due():
+                self.rollup.refresh()
         log.warning("catch_up stopped after %ss with the stream still busy", timeout)
+        self.rollup.flush()
         return total
 
     def run(self) -> None:
         """Poll until `stop()` is called (blocking)."""
         while not self._stop.is_set():
             try:
-                if not self.run_once():
+                handled = self.run_once()
+                if self.rollup.due(idle=not handled):
+                    self.rollup.refresh()
+                if not handled:
                     self._stop.wait(self.poll_interval)
             except Exception as exc:
                 if self._stop.is_set():
@@ -126,10 +139,16 @@ class EmbeddedSync:
         return self
 
     def stop(self) -> None:
+        """Stop the background thread and bring the rollup up to date."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
             self._thread = None
+        if self.error is None and self.rollup.dirty:
+            try:
+                self.rollup.flush()
+            except StoreError as exc:  # the watermark lets the next start catch up
+                log.warning("could not bring the rollup up to date on stop: %s", exc)
 
     def close(self) -> None:
         self.stop()

@@ -1,4 +1,4 @@
-"""The ClickHouse sink: write a batch, retry what may succeed later, keep the rollup exact.
+"""The ClickHouse sink: write a batch, retry what may succeed later, note it for the rollup.
 
 Both runners (the Faust worker and the embedded runner) hand their batches to `Sink.write` and
 acknowledge the batch's positions only after it returned: checkpoint after the write.
@@ -8,6 +8,9 @@ backoff, the same batch with the same deduplication token, so a retry of an inse
 is dropped by ClickHouse and nothing is reordered: the caller is blocked until the batch is in
 or the runner stops. A terminal error (unknown table, schema drift) is raised: the batch's
 positions stay unacknowledged and the runner stops loudly rather than skip data.
+
+The daily rollup is not refreshed here: the sink `mark()`s its `RollupKeeper` after each insert
+and the runner refreshes it coalesced, off the acknowledgement path (see `_rollup`).
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ from typing import Any, Literal
 
 from footfall._clickhouse import ClickHouse
 from footfall._errors import StoreError, StoreThrottled
-from footfall._rollup import days_of, refresh_rollup
 
 from ._batch import Batch
 from ._metrics import SyncMetrics
+from ._rollup import RollupKeeper
 
 __all__ = ["Sink", "SinkStopped"]
 
@@ -63,7 +66,7 @@ class Sink:
         *,
         stop: threading.Event | None = None,
         backoff: Backoff | None = None,
-        rollup: bool = True,
+        rollup: RollupKeeper | None = None,
     ) -> None:
         self.ch = ch
         self.metrics = metrics or SyncMetrics()
@@ -74,8 +77,8 @@ class Sink:
         self.newest: dict[str, float] = {}  # source -> newest event time written (epoch s)
 
     def write(self, batch: Batch[Any], source: Source) -> None:
-        """Insert the batch (retrying transient errors until done or stopped), then refresh
-        the rollup of the days it touched. Returns only when both are durable."""
+        """Insert the batch (retrying transient errors until done or stopped) and mark the
+        rollup out of date. Returns only when the rows are durable."""
         if not len(batch):
             return
         started = time.perf_counter()
@@ -83,9 +86,8 @@ class Sink:
             self._retrying(
                 lambda: self.ch.insert_arrow(TABLE, batch.table, dedup_token=batch.dedup_token)
             )
-            if self.rollup:
-                days = days_of(batch.table)
-                self._retrying(lambda: refresh_rollup(self.ch, days))
+            if self.rollup is not None:
+                self.rollup.mark()
         m = self.metrics
         m.batch_seconds.labels(source).observe(time.perf_counter() - started)
         m.rows_written.labels(source).inc(len(batch))

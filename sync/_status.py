@@ -10,6 +10,8 @@ from footfall._errors import FootfallError
 from footfall._kafka import KafkaBridge
 from footfall._settings import Settings
 
+from ._rollup import WATERMARK_PREFIX
+
 __all__ = ["SourceStatus", "SyncStatus", "sync_status"]
 
 
@@ -68,9 +70,11 @@ def sync_status(settings: Settings, ch: ClickHouse) -> SyncStatus:
             )
         )
     state = ch.query_arrow(
-        "SELECT (SELECT uniqExact(stream, shard) FROM sync_checkpoints) AS shards, "
+        "SELECT (SELECT uniqExact(stream, shard) FROM sync_checkpoints "
+        "WHERE NOT startsWith(stream, {rollup:String})) AS shards, "
         "(SELECT countIf(repaired = 0) FROM sync_trimmed_ranges FINAL) AS ranges, "
-        "(SELECT count() FROM sync_dead_letters) AS dead"
+        "(SELECT count() FROM sync_dead_letters) AS dead",
+        {"rollup": WATERMARK_PREFIX},  # the rollup's watermark is no relay shard
     ).to_pylist()[0]
     return SyncStatus(
         sources, int(state["shards"]), int(state["ranges"]), int(state["dead"]), notes

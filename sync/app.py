@@ -21,6 +21,11 @@ is written in few large inserts, not in many small ones cut by age - and memory 
 the DLQ producer the same way: the agent goes on, and the poison's offset is acknowledged when
 the broker took the dead letter (at most `MAX_LETTERS_IN_FLIGHT` per input wait at a time).
 
+The daily rollup is not refreshed per batch: the sink marks it out of date and the
+`rollup_refresh` task refreshes it coalesced (`_rollup.RollupKeeper`), as soon as the inputs are
+idle or `rollup_interval_s` after the last refresh under load, and once more on shutdown; its
+persisted watermark lets the next start finish what a killed worker left.
+
 The relay runs on the leader only. Per round it reads every readable shard, produces the changes
 to `footfall.cdc` keyed by actor, waits for every acknowledgement (acks=all) and only then stores
 the shards' checkpoints (`_state.ClickHouseCheckpoints`).
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +61,7 @@ from ._decode import (
     encode_cdc,
 )
 from ._metrics import SyncMetrics
+from ._rollup import RollupKeeper
 from ._sink import Sink, Source
 from ._state import ClickHouseCheckpoints
 from ._streams import StreamRelay
@@ -72,10 +79,14 @@ class SyncOptions:
 
     max_rows: int = 20_000
     max_wait_s: float = 0.25
+    # A batch is also cut as soon as its input paused this long (and no write is in flight):
+    # a trickle is written when it pauses, not max_wait_s later; a backlog never pauses.
+    idle_cut_s: float = 0.02
     relay: bool = True
     relay_interval_s: float = 0.05
     metrics_port: int = 6066  # Faust's web server serves /metrics here (0: pick a free port)
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container
+    rollup_interval_s: float = 1.0  # under load, refresh the daily rollup at most this often
     # A crashed worker's partitions (and the relay, if it led) move to the others after this
     # long without its heartbeat; Faust's default of 60 s left them unread for a minute.
     session_timeout_s: float = 10.0
@@ -94,6 +105,7 @@ class _Lane:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     writing: asyncio.Future[None] | None = None  # the batch being written, at most one
     letters: set[asyncio.Future[None]] = field(default_factory=set)  # dead letters in flight
+    last_in: float = 0.0  # when the newest message arrived (time.monotonic)
 
     def idle(self) -> bool:
         """No batch is being written."""
@@ -140,9 +152,15 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         ch: ClickHouse = state["ch"]
         return ch
 
+    def rollup() -> RollupKeeper:
+        if "rollup" not in state:
+            state["rollup"] = RollupKeeper(clickhouse(), interval_s=options.rollup_interval_s)
+        keeper: RollupKeeper = state["rollup"]
+        return keeper
+
     def sink() -> Sink:
         if "sink" not in state:
-            state["sink"] = Sink(clickhouse(), metrics)
+            state["sink"] = Sink(clickhouse(), metrics, rollup=rollup())
         sink_: Sink = state["sink"]
         return sink_
 
@@ -248,6 +266,7 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
                 await stream.ack(event)  # a redelivery the first reading covers
                 continue
             lane.pending.setdefault(message.partition, deque()).append(event)
+            lane.last_in = time.monotonic()
             metrics.events_in.labels(lane.source).inc()
             decoded = lane.decode(event.value, position)
             async with lane.lock:
@@ -262,8 +281,9 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
 
     @app.task  # type: ignore[untyped-decorator]
     async def flush_due() -> None:
-        """Cut batches by age, so an idle input is written within `max_wait_s` (a batch due
-        while the previous one is being written is cut as soon as that write is done)."""
+        """Cut batches by age, so an idle input is written within `max_wait_s`, or sooner when
+        its input paused for `idle_cut_s` (a batch due while the previous one is being written
+        is cut as soon as that write is done)."""
         while not app.should_stop:
             stream = state.get("stream")
             waits = [options.max_wait_s]
@@ -274,14 +294,47 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
                 due = lane.batcher.due_in()
                 if due is None:
                     continue
+                paused = time.monotonic() - lane.last_in
+                due = min(due, max(0.0, options.idle_cut_s - paused))
                 if due > 0:
                     waits.append(due)
                 elif not lane.idle():
-                    waits.append(0.01)
+                    waits.append(0.005)
                 elif stream is not None:
                     async with lane.lock:
-                        await submit(lane, lane.batcher.poll(), stream)
-            await asyncio.sleep(max(0.01, min(waits)))
+                        await submit(lane, lane.batcher.flush(), stream)
+            await asyncio.sleep(max(0.005, min(waits)))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def rollup_refresh() -> None:
+        """Refresh the daily rollup off the acknowledgement path: when every input is idle
+        (nothing batched, no write in flight), else at most every `rollup_interval_s`."""
+        loop = asyncio.get_running_loop()
+        failures = 0
+        while not app.should_stop:
+            await asyncio.sleep(0.05 if not failures else min(RETRY_CAP_S, 0.2 * 2**failures))
+            idle = all(lane.idle() and not len(lane.batcher) for lane in lanes.values())
+            keeper = rollup()
+            if not keeper.due(idle=idle):
+                continue
+            try:
+                await loop.run_in_executor(None, keeper.refresh)
+                failures = 0
+            except StoreError as exc:  # stays due; the watermark keeps nothing from being lost
+                failures += 1
+                log.warning("rollup refresh failed (%s); retrying", exc)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def flush_rollup(app_: Any, **kwargs: Any) -> None:
+        """On a clean stop (the consumer stopped: what it read is written), leave the rollup
+        exact; if ClickHouse is away, the next start catches up from the watermark."""
+        keeper: RollupKeeper | None = state.get("rollup")
+        if keeper is None:
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, keeper.flush)
+        except StoreError as exc:
+            log.warning("could not bring the rollup up to date on shutdown: %s", exc)
 
     @app.task  # type: ignore[untyped-decorator]
     async def lag_gauge() -> None:

@@ -82,3 +82,25 @@ def test_the_freshness_watermark_only_moves_forward() -> None:
     assert b is not None
     s.write(b, "kafka")
     assert s.newest["kafka"] == first
+
+
+class CountingKeeper:
+    """A RollupKeeper stand-in: counts the marks."""
+
+    def __init__(self) -> None:
+        self.marks = 0
+
+    def mark(self) -> None:
+        self.marks += 1
+
+
+def test_a_write_marks_the_rollup_instead_of_refreshing_it_before_the_ack() -> None:
+    ch = ScriptedClickHouse([])
+    commands: list[str] = []
+    ch.command = lambda sql, parameters=None: commands.append(sql)  # type: ignore[method-assign]
+    keeper = CountingKeeper()
+    s = Sink(ch, rollup=keeper)  # type: ignore[arg-type]
+    s.write(batch(3), "kafka")
+    s.write(batch(2), "kafka")
+    assert keeper.marks == 2
+    assert commands == []  # no rollup statement on the acknowledgement path
