@@ -145,7 +145,13 @@ class Settings(BaseSettings):
     topic_prefix: str = "footfall"
     topic_partitions: int = Field(default=4, ge=1, le=1024)
     home: Path = Path(".footfall")
-    write_concurrency: int = Field(default=8, ge=1, le=64)
+    write_concurrency: int = Field(
+        default=8,
+        ge=1,
+        le=64,
+        description="Units (check + write of up to 100 items) record_many runs at once. 8 "
+        "measured as good as 16 and better than 32 on a loaded 2-core machine (2026-11-29).",
+    )
 
     @field_validator("dynamodb_endpoint")
     @classmethod
