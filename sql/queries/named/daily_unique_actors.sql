@@ -3,6 +3,9 @@
 --
 -- @param start  DateTime64(3, 'UTC')  window start (inclusive)
 -- @param end    DateTime64(3, 'UTC')  window end (exclusive)
+
+-- Cost: as top_targets, FINAL's merge of overlapping parts dominates (see the notes there);
+-- no FINAL setting measured faster than ClickHouse 26.9's defaults. uniqExact stays (exact).
 SELECT
     toDate(ts) AS day,
     type,

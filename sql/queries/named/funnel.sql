@@ -7,6 +7,8 @@
 -- @param start           DateTime64(3, 'UTC')   window start (inclusive)
 -- @param end             DateTime64(3, 'UTC')   window end (exclusive)
 -- @param window_seconds  UInt32 = 86400         how long after steps[1] the later steps count
+
+-- Cost: as top_targets, FINAL's merge of overlapping parts dominates (see the notes there).
 WITH per_actor AS (
     SELECT
         actor,

@@ -6,6 +6,13 @@
 -- @param start        DateTime64(3, 'UTC') = 1970-01-01 00:00:00  from (inclusive)
 -- @param end          DateTime64(3, 'UTC') = 2100-01-01 00:00:00  until (exclusive)
 -- @param gap_minutes  UInt32 = 30                                 inactivity that ends a session
+
+-- The actor's rows are found through the `actor_bloom` skip index (granules of other actors are
+-- not read). Under FINAL that needs footfall's query setting
+-- use_skip_indexes_if_final_exact_mode = 0 (footfall/_clickhouse.py): in exact mode ClickHouse
+-- added back every range of every part overlapping a kept granule by primary key, i.e. nearly
+-- the whole table when parts overlap, and this query took 24 s on 10M rows in 10 parts instead
+-- of 0.9 s. It is exact here because `actor` is an immutable sorting-key column.
 SELECT
     session,
     min(ts) AS started,
