@@ -30,7 +30,7 @@ from ._errors import UnknownName
 from ._params import split_type
 from ._plan import ACTIVITY_COLUMNS, SYNC_COLUMNS, Operand, PointRead, Route, describe
 from ._rewrite import TABLE, is_activities, with_final
-from ._statement import STATEMENT_CACHE, Statement, parse_statement
+from ._statement import STATEMENT_CACHE, Statement
 
 __all__ = ["actor_scope", "clickhouse_route", "decide"]
 
@@ -61,7 +61,7 @@ def decide(
     them such a bound counts as within retention. UnknownName for a column `activities` lacks
     in a query shaped as a point read.
     """
-    route, plan = _decided(stmt.text, database, shards)
+    route, plan = _decided(_ByText(stmt), database, shards)
     if plan is not None and ttl_days is not None:
         try:
             _check_retention(plan, ttl_days, parameters, now or datetime.now(UTC))
@@ -70,13 +70,28 @@ def decide(
     return route, plan
 
 
+class _ByText:
+    """A statement as a cache key: equal when the texts are (a text parses to one tree)."""
+
+    __slots__ = ("stmt",)
+
+    def __init__(self, stmt: Statement) -> None:
+        self.stmt = stmt
+
+    def __hash__(self) -> int:
+        return hash(self.stmt.text)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ByText) and other.stmt.text == self.stmt.text
+
+
 @lru_cache(maxsize=STATEMENT_CACHE)
-def _decided(text: str, database: str, shards: int) -> tuple[Route, PointRead | None]:
-    """The route of a text, cached like its parse (the last STATEMENT_CACHE texts): it depends
-    on the text alone, never on parameter values, which the PointRead looks up when it runs
-    (`Operand.value`). Retention, which does depend on them and on the time, is checked per
-    call by `decide`. Route and PointRead are immutable, so callers may share them."""
-    stmt = parse_statement(text)
+def _decided(key: _ByText, database: str, shards: int) -> tuple[Route, PointRead | None]:
+    """The route of a statement, cached by its text like its parse (the last STATEMENT_CACHE
+    texts): it depends on the text alone, never on parameter values, which the PointRead looks
+    up when it runs (`Operand.value`). Retention, which does depend on them and on the time,
+    is checked per call by `decide`. Route and PointRead are immutable: callers share them."""
+    stmt = key.stmt
     try:
         plan = _point_read(stmt, database)
     except _ToClickHouse as exc:

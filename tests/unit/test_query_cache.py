@@ -93,3 +93,14 @@ def test_refusals_are_not_cached(parses: list[str]) -> None:
         with pytest.raises(QueryRefused):
             parse_statement("SELECT 1; SELECT 2")
     assert statement._parse.cache_info().currsize == 0
+
+
+def test_the_statement_given_is_routed_not_a_parse_of_its_text(parses: list[str]) -> None:
+    import sqlglot
+
+    from query._statement import Statement
+
+    tree = sqlglot.parse_one("SELECT event_id FROM activities WHERE actor = 'a'", read="clickhouse")
+    stmt = Statement("SELECT count() FROM elsewhere_given_only_as_text", tree)  # type: ignore[arg-type]
+    route, plan = decide(stmt, database=DB, shards=4)
+    assert route.route == "dynamodb" and plan is not None
