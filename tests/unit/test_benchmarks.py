@@ -190,6 +190,16 @@ def test_worker_memory_growth_beyond_the_allowance_is_not_flat() -> None:
     assert not growth.met
 
 
+def test_worker_memory_leaves_out_an_explicit_warm_up() -> None:
+    """Buffers that fill for the first minutes are warm-up, not growth, when `warm_up` says so."""
+    samples = [(float(t), 100.0 + t if t < 240 else 400.0) for t in range(0, 600, 2)]
+    _peak, default_growth = memory_results(samples, 600.0)
+    _peak, growth = memory_results(samples, 600.0, warm_up=240.0)
+    assert not default_growth.met
+    assert growth.product.median == 0.0
+    assert growth.met
+
+
 def test_markdown_table_has_a_row_per_case_and_names_the_machine() -> None:
     machine = {
         "mode": "full",
