@@ -127,6 +127,30 @@ def status() -> None:
         err.print(note)
 
 
+@sync_app.command()
+@friendly
+def compact(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List the partitions, compact nothing.")
+    ] = False,
+) -> None:
+    """Merge each closed month of `activities` into one part, so FINAL reads it cheaply.
+
+    Run it from a scheduler (e.g. daily) or after a backfill; it rewrites each month it lists.
+    """
+    from ._clickhouse import connect
+    from ._compaction import compact_closed_partitions, compaction_candidates
+
+    with connect(load_settings()) as ch:
+        found = compaction_candidates(ch) if dry_run else compact_closed_partitions(ch)
+    table = Table("partition", "parts", "rows", title="closed months with several parts")
+    for item in found:
+        table.add_row(item.partition, f"{item.parts:,}", f"{item.rows:,}")
+    out.print(table)
+    verb = "would compact" if dry_run else "compacted"
+    err.print(f"{verb} {len(found)} partition(s) of activities")
+
+
 def _register_repair() -> None:
     from ._cli_repair import register
 

@@ -78,3 +78,35 @@ def test_closed_months_are_merged_into_one_part_each_with_the_same_answer(
     assert len(before) == 27  # 10 per month, one deleted
     assert compaction_candidates(ch, today=TODAY) == []
     assert compact_closed_partitions(ch, today=TODAY) == []
+
+
+def test_cli_sync_compact_lists_then_compacts_closed_months(chdb_url: str) -> None:
+    """`footfall sync compact [--dry-run]` on the configured ClickHouse (its default database)."""
+    from typer.testing import CliRunner
+
+    from footfall.cli import app
+
+    settings = load_settings(clickhouse_url=chdb_url)
+    with connect(settings) as ch:
+        migrate(ch)
+        march_2001 = int(datetime(2001, 3, 5, tzinfo=UTC).timestamp() * 1000)
+        for part in range(2):  # two parts in March 2001, a month no other test writes
+            rows = [
+                _row(n, 3)._replace(event_id=f"cli-{part}-{n}", ts_ms=march_2001 + n)
+                for n in range(4)
+            ]
+            ch.insert_arrow("activities", rows_to_arrow(rows), dedup_token=None)
+    runner = CliRunner()
+    environ = {"FOOTFALL_CLICKHOUSE_URL": chdb_url}
+
+    listed = runner.invoke(app, ["sync", "compact", "--dry-run"], env=environ)
+    assert listed.exit_code == 0, listed.output
+    assert "200103" in listed.stdout and "would compact" in listed.stderr
+    with connect(settings) as ch:
+        assert _parts(ch)["200103"] == 2
+
+    done = runner.invoke(app, ["sync", "compact"], env=environ)
+    assert done.exit_code == 0, done.output
+    assert "200103" in done.stdout
+    with connect(settings) as ch:
+        assert _parts(ch)["200103"] == 1
