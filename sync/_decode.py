@@ -39,7 +39,7 @@ from footfall import Activity, ConfigError, InvalidActivity, StoreError
 from footfall._activity import EARLIEST, LATEST
 from footfall._table import from_dynamo, sort_key
 
-from ._event_check import plain_event_ts_ms
+from ._event_check import plain_event_ts_ms, plain_item
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -344,19 +344,21 @@ def _item_row(item: dict[str, Any], sk: str, bump: int) -> Row:
         plain = from_dynamo(attributes)
     except ArithmeticError:  # Infinity, sNaN
         raise _Bad("attributes hold a number that is not finite") from None
-    a = Activity(
-        actor=item["actor"],
-        type=item["type"],
-        target=item["target"],
-        ts=EARLIEST + timedelta(milliseconds=ts_ms),
-        event_id=item["event_id"],
-        attributes=plain,
-        now=_STORED,  # a stored activity was accepted once
-    )
-    if sk != sort_key(ts_ms, a.event_id):
-        raise _Bad(f"sort key {sk!r} does not match ts {ts_ms} and event_id {a.event_id!r}")
+    actor, type_, target, event_id = item["actor"], item["type"], item["target"], item["event_id"]
+    if not plain_item(actor, type_, target, event_id, plain):  # else Activity decides, says why
+        Activity(
+            actor=actor,
+            type=type_,
+            target=target,
+            ts=EARLIEST + timedelta(milliseconds=ts_ms),
+            event_id=event_id,
+            attributes=plain,
+            now=_STORED,  # a stored activity was accepted once
+        )
+    if sk != sort_key(ts_ms, event_id):
+        raise _Bad(f"sort key {sk!r} does not match ts {ts_ms} and event_id {event_id!r}")
     flat = flatten_attributes(plain)
-    return Row(a.event_id, a.actor, a.type, a.target, ts_ms, flat, "dynamodb", version, bump)
+    return Row(event_id, actor, type_, target, ts_ms, flat, "dynamodb", version, bump)
 
 
 def _whole(field: str, value: object, high: int) -> int:

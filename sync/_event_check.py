@@ -31,7 +31,7 @@ from footfall._activity import (
     RESERVED_ATTRIBUTES,
 )
 
-__all__ = ["plain_event_ts_ms"]
+__all__ = ["plain_event_ts_ms", "plain_item"]
 
 # fullmatch, unlike Activity's `^...$` (which also lets a trailing newline through): stricter
 _EVENT_ID: Final = re.compile(rf"[\x21-\x7e]{{1,{MAX_EVENT_ID_CHARS}}}")
@@ -72,6 +72,38 @@ def plain_event_ts_ms(
     if 3 * raw_bytes + _SIZE_OVERHEAD + _PER_ATTRIBUTE * count > MAX_ITEM_BYTES:
         return None
     return _ts_ms(ts, now)
+
+
+def plain_item(
+    actor: object, type_: object, target: object, event_id: object, attributes: object
+) -> bool:
+    """True if `Activity` certainly accepts a stored item's fields (`attributes` as plain
+    Python values, `from_dynamo`'s output); False: build the Activity, which decides.
+
+    The point reads of `query` turn every item they read into a row this way; the item's `ts`
+    is checked by the caller (a whole number of ms within Activity's range).
+    """
+    if not (
+        type(event_id) is str
+        and _EVENT_ID.fullmatch(event_id)
+        and type(type_) is str
+        and _TYPE.fullmatch(type_)
+        and _plain_key_part(actor)
+        and _plain_key_part(target)
+        and type(attributes) is dict
+        and _plain(attributes)
+    ):
+        return False
+    # Activity.approximate_size() exactly, for ASCII text (characters are bytes)
+    size = 3 * len(actor) + 2 * len(type_) + len(target) + 3 * len(event_id) + 200  # type: ignore[arg-type]
+    size += 3 + sum(len(name) + 1 + _scalar_size(value) for name, value in attributes.items())
+    return size < MAX_ITEM_BYTES
+
+
+def _scalar_size(value: object) -> int:
+    if type(value) is str:
+        return len(value)
+    return 1 if value is None or type(value) is bool else 21
 
 
 def _plain_key_part(value: object) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from unittest import mock
 
@@ -11,10 +12,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import sync._decode as decode_module
-from footfall import Activity
+from footfall import Activity, InvalidActivity
+from footfall._activity import MAX_ITEM_BYTES
 from footfall._synthetic import synthetic_activities
+from footfall._table import sort_key, to_dynamo
 from sync._decode import Poison, Row, decode_event
 from sync._event_check import plain_event_ts_ms
+from sync._items import row_from_item
 
 NOW = datetime(2026, 11, 29, 17, 0, tzinfo=UTC)
 
@@ -112,6 +116,16 @@ PLAIN = {
     "target": "/p/goji",
     "ts": "2026-11-29T16:00:00.123Z",
 }
+STORED = {
+    "sk": "1764435600123#01JD3ABCDEF",
+    "actor": "bob",
+    "type": "store-pageviews",
+    "target": "/p/goji",
+    "event_id": "01JD3ABCDEF",
+    "ts": Decimal(1_764_435_600_123),
+    "rev": Decimal(0),
+    "attributes": {"browser": "Chrome"},
+}
 EDGES = [
     {"attributes": {"s": "\ud800"}},
     {"attributes": {"k\udfff": "v"}},
@@ -195,3 +209,70 @@ def test_ordinary_events_take_the_fast_path() -> None:
         with mock.patch.object(decode_module, "Activity", side_effect=AssertionError):
             row = decode_event(value, partition=0, offset=0, now=NOW)
         assert isinstance(row, Row) and row == slow_decode(value)
+
+
+# -- stored items (the point reads of `query`, backfill, reconcile) ----------------------------
+
+
+def item_outcome(item: dict[str, Any]) -> Row | str | None:
+    """row_from_item's row, or the text of the InvalidActivity it raised."""
+    try:
+        return row_from_item(item)
+    except InvalidActivity as exc:
+        return f"{exc.field}: {exc}"
+
+
+@st.composite
+def items(draw: st.DrawFn) -> dict[str, Any]:
+    event = draw(events())
+    ts_ms = draw(mostly(1_764_435_600_123, st.integers(0, 4_102_444_800_000)))
+    attributes = event.get("attributes")
+    try:
+        stored = to_dynamo(attributes if isinstance(attributes, dict) else {})
+    except (TypeError, ArithmeticError):
+        stored = {}
+    event_id = event["event_id"]
+    sk_id = event_id if isinstance(event_id, str) else "x"
+    return {
+        "pk": "p",
+        "sk": draw(mostly(sort_key(ts_ms, sk_id), st.just(sort_key(ts_ms + 1, sk_id)))),
+        "actor": event["actor"],
+        "type": event["type"],
+        "target": event["target"],
+        "event_id": event_id,
+        "ts": Decimal(ts_ms),
+        "rev": Decimal(draw(st.integers(0, 3))),
+        "attributes": stored,
+    }
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(item=items())
+@example(item={**STORED, "attributes": {"big": "x" * (MAX_ITEM_BYTES - 286)}})  # the limit
+@example(item={**STORED, "attributes": {"big": "x" * (MAX_ITEM_BYTES - 285)}})  # one byte over
+@example(item={**STORED, "attributes": {"n": Decimal(10) ** 40}})
+@example(item={**STORED, "actor": "ü"})
+@example(item={**STORED, "actor": " "})
+def test_stored_items_become_the_same_rows_with_or_without_the_fast_path(
+    item: dict[str, Any],
+) -> None:
+    with mock.patch.object(decode_module, "plain_item", lambda *args: False):
+        slow = item_outcome(item)
+    assert item_outcome(item) == slow
+
+
+def test_ordinary_stored_items_take_the_fast_path() -> None:
+    for activity in synthetic_activities(200, seed=9, end=NOW):
+        item = {
+            "sk": sort_key(activity.ts_ms, activity.event_id),
+            "actor": activity.actor,
+            "type": activity.type,
+            "target": activity.target,
+            "event_id": activity.event_id,
+            "ts": Decimal(activity.ts_ms),
+            "rev": Decimal(0),
+            "attributes": to_dynamo(activity.attributes),
+        }
+        with mock.patch.object(decode_module, "Activity", side_effect=AssertionError):
+            row = row_from_item(item)
+        assert row is not None and row.event_id == activity.event_id
