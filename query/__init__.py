@@ -19,6 +19,7 @@ from ._errors import (
     ParameterError,
     QueryError,
     QueryRefused,
+    ResultNotTabular,
     ScanRefused,
     UnknownName,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "ParameterError",
     "QueryError",
     "QueryRefused",
+    "ResultNotTabular",
     "Route",
     "RouteChoice",
     "ScanRefused",

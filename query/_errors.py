@@ -11,6 +11,7 @@ __all__ = [
     "ParameterError",
     "QueryError",
     "QueryRefused",
+    "ResultNotTabular",
     "ScanRefused",
     "UnknownName",
 ]
@@ -95,4 +96,19 @@ class FreshnessUnsupported(QueryError):
             f"fresh=True is not possible here: {reason}. Read-your-writes covers queries over "
             "`activities` scoped to one actor (WHERE actor = ...; for named queries, an `actor` "
             "parameter); drop fresh=True to read what sync has mirrored so far"
+        )
+
+
+class ResultNotTabular(QueryError):
+    """The answer has columns polars cannot hold (e.g. a Variant: `SELECT '' UNION ALL SELECT 1`
+    gives one column of both strings and numbers).
+
+    `.columns` names them.
+    """
+
+    def __init__(self, columns: list[str], detail: str) -> None:
+        self.columns = columns
+        super().__init__(
+            f"the result's column(s) {', '.join(columns) or '?'} cannot become a polars frame "
+            f"({detail}); give each column one type, e.g. CAST(x AS String) or toString(x)"
         )

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from footfall._errors import InvalidActivity
 
+from ._errors import ResultNotTabular
 from ._plan import ACTIVITY_COLUMNS
 
 if TYPE_CHECKING:
@@ -72,9 +73,16 @@ def activity_schema() -> polars.Schema:
 
 
 def to_polars(table: pyarrow.Table) -> polars.DataFrame:
+    """The polars frame of an Arrow result; ResultNotTabular for a column polars cannot hold
+    (ClickHouse sends mixed-type columns, Variant, as Arrow unions)."""
     import polars
+    import pyarrow.types as types  # type: ignore[import-untyped, unused-ignore]
 
-    frame = polars.from_arrow(table, rechunk=False)
+    try:
+        frame = polars.from_arrow(table, rechunk=False)
+    except (polars.exceptions.PolarsError, NotImplementedError) as exc:
+        unions = [f.name for f in table.schema if types.is_union(f.type)]
+        raise ResultNotTabular(unions, str(exc).splitlines()[0][:200]) from exc
     if not isinstance(frame, polars.DataFrame):  # from_arrow returns a Series for arrays only
         raise TypeError("expected a DataFrame from an Arrow table")
     return frame

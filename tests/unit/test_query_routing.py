@@ -273,6 +273,7 @@ def test_the_public_surface_is_pinned() -> None:
         "ParameterError",
         "QueryError",
         "QueryRefused",
+        "ResultNotTabular",
         "Route",
         "RouteChoice",
         "ScanRefused",
@@ -283,7 +284,13 @@ def test_the_public_surface_is_pinned() -> None:
     }
     for name in query.__all__:
         assert getattr(query, name) is not None
-    for error in (query.QueryRefused, query.ParameterError, query.UnknownName, query.ScanRefused):
+    for error in (
+        query.QueryRefused,
+        query.ParameterError,
+        query.UnknownName,
+        query.ScanRefused,
+        query.ResultNotTabular,
+    ):
         assert issubclass(error, query.QueryError)
 
 
