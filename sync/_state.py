@@ -16,10 +16,11 @@ from collections.abc import Sequence
 import pyarrow as pa  # type: ignore[import-untyped, unused-ignore]
 
 from footfall._clickhouse import ClickHouse
+from footfall._errors import StoreError
 
 from ._lineage import TrimmedRange
 
-__all__ = ["ClickHouseCheckpoints", "DeadLetter", "store_dead_letters"]
+__all__ = ["ClickHouseCheckpoints", "DeadLetter", "DeferredCheckpoints", "store_dead_letters"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,56 @@ class ClickHouseCheckpoints:
             ),
             dedup_token=None,
         )
+
+
+class DeferredCheckpoints:
+    """A checkpoint store that keeps the relay going while its durable store is away.
+
+    The worker's relay hands changes to Kafka, not to ClickHouse, so a ClickHouse outage need
+    not stop it: a checkpoint (or lost range) that cannot be stored stays pending here, newest
+    per shard, and `flush` stores it once the store is back. Until then a restarted relay
+    resumes from the older stored checkpoint and re-sends what followed; the changes are in
+    Kafka already and their rows are idempotent, so the repeats are absorbed. The checkpoint is
+    still saved only after the hand-off (the relay calls `save` after Kafka acknowledged).
+    `load` needs the store: a relay cannot start without knowing where to resume.
+    """
+
+    def __init__(self, store: ClickHouseCheckpoints) -> None:
+        self.store = store
+        self._sequences: dict[tuple[str, str], str] = {}  # (stream, shard) -> newest pending
+        self._trimmed: list[tuple[str, TrimmedRange]] = []
+
+    @property
+    def pending(self) -> int:
+        """Checkpoints and lost ranges not yet stored."""
+        return len(self._sequences) + len(self._trimmed)
+
+    def load(self, stream_arn: str) -> dict[str, str]:
+        return self.store.load(stream_arn)
+
+    def save(self, stream_arn: str, shard_id: str, sequence_number: str) -> None:
+        self._sequences[(stream_arn, shard_id)] = sequence_number
+        self.flush()
+
+    def record_trimmed(self, stream_arn: str, trimmed: TrimmedRange) -> None:
+        self._trimmed.append((stream_arn, trimmed))
+        self.flush()
+
+    def flush(self) -> bool:
+        """Store what is pending; True when nothing is left (a store error keeps it pending)."""
+        try:
+            while self._trimmed:
+                stream_arn, trimmed = self._trimmed[0]
+                self.store.record_trimmed(stream_arn, trimmed)
+                self._trimmed.pop(0)
+            for key, sequence in list(self._sequences.items()):
+                self.store.save(*key, sequence)
+                if self._sequences.get(key) == sequence:
+                    del self._sequences[key]
+        except StoreError as exc:
+            log.warning("relay checkpoints kept pending (%s): %s", self.pending, exc)
+            return False
+        return True
 
 
 class DeadLetter:

@@ -28,7 +28,9 @@ persisted watermark lets the next start finish what a killed worker left.
 
 The relay runs on the leader only. Per round it reads every readable shard, produces the changes
 to `footfall.cdc` keyed by actor, waits for every acknowledgement (acks=all) and only then stores
-the shards' checkpoints (`_state.ClickHouseCheckpoints`).
+the shards' checkpoints (`_state.ClickHouseCheckpoints`). While ClickHouse is away those stay
+pending in memory (`_state.DeferredCheckpoints`) and the relay keeps handing changes to Kafka, so
+the DynamoDB backlog is in Kafka, not in the stream, when ClickHouse returns.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ from ._decode import (
 from ._metrics import SyncMetrics
 from ._rollup import RollupKeeper
 from ._sink import Sink, Source
-from ._state import ClickHouseCheckpoints
+from ._state import ClickHouseCheckpoints, DeferredCheckpoints
 from ._streams import StreamRelay
 
 __all__ = ["SyncOptions", "create_app"]
@@ -357,10 +359,12 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         loop = asyncio.get_running_loop()
         relay: StreamRelay | None = state.get("relay")
         if relay is None:
-            relay = await loop.run_in_executor(
-                None, lambda: StreamRelay(settings, ClickHouseCheckpoints(clickhouse()))
-            )
-            state["relay"] = relay
+            store = DeferredCheckpoints(ClickHouseCheckpoints(clickhouse()))
+            relay = await loop.run_in_executor(None, lambda: StreamRelay(settings, store))
+            state["relay"], state["checkpoints"] = relay, store
+        checkpoints: DeferredCheckpoints = state["checkpoints"]
+        if checkpoints.pending:
+            await loop.run_in_executor(None, checkpoints.flush)
         reads = await loop.run_in_executor(None, relay.poll)
         handled = 0
         for read in reads:
