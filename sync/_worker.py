@@ -13,6 +13,7 @@ from footfall._kafka import KafkaBridge
 from footfall._migrate import migrate
 from footfall._settings import Settings
 
+from ._batch import warm_up_arrow
 from .app import SyncOptions, create_app
 
 __all__ = ["pin_mmap_threshold", "prepare", "run_worker"]
@@ -73,6 +74,7 @@ def run_worker(settings: Settings, options: SyncOptions, *, loglevel: str = "war
             settings.clickhouse.path,
         )
     prepare(settings)
+    warm_up_arrow()
     (settings.home / "faust").mkdir(parents=True, exist_ok=True)
     import faust
 

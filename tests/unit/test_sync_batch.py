@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -351,3 +353,20 @@ def test_a_batch_re_read_with_the_same_cut_after_a_crash_is_dropped_by_its_token
                 if crash:
                     break
     assert len(table.rows) == 6  # no duplicate rows at all, not only under FINAL
+
+
+def test_after_the_warm_up_a_batch_imports_nothing() -> None:
+    """The worker warms pyarrow at start: its first batch must not stall the event loop on
+    pyarrow's lazy imports (a fresh interpreter, so earlier tests cannot have warmed it)."""
+    probe = (
+        "import sys\n"
+        "from sync._batch import rows_to_arrow, warm_up_arrow\n"
+        "from sync._decode import Row\n"
+        "warm_up_arrow()\n"
+        "before = set(sys.modules)\n"
+        "rows_to_arrow([Row('e', 'bob', 'view', '/p', 1, {'browser': 'x'}, 'kafka', 0, 0)])\n"
+        "print(sorted(set(sys.modules) - before))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
