@@ -55,15 +55,7 @@ def plain_event_ts_ms(
     the clock of the 1-day future limit (None: the current time) and `raw_bytes` the size of the
     JSON message it was parsed from.
     """
-    event_id, type_, actor, target = data["event_id"], data["type"], data["actor"], data["target"]
-    if not (
-        type(event_id) is str
-        and _EVENT_ID.fullmatch(event_id)
-        and type(type_) is str
-        and _TYPE.fullmatch(type_)
-        and _plain_key_part(actor)
-        and _plain_key_part(target)
-    ):
+    if not _plain_identity(data["event_id"], data["type"], data["actor"], data["target"]):
         return None
     attributes = data.get("attributes")
     if attributes is not None and not (type(attributes) is dict and _plain(attributes)):
@@ -84,12 +76,7 @@ def plain_item(
     is checked by the caller (a whole number of ms within Activity's range).
     """
     if not (
-        type(event_id) is str
-        and _EVENT_ID.fullmatch(event_id)
-        and type(type_) is str
-        and _TYPE.fullmatch(type_)
-        and _plain_key_part(actor)
-        and _plain_key_part(target)
+        _plain_identity(event_id, type_, actor, target)
         and type(attributes) is dict
         and _plain(attributes)
     ):
@@ -104,6 +91,18 @@ def _scalar_size(value: object) -> int:
     if type(value) is str:
         return len(value)
     return 1 if value is None or type(value) is bool else 21
+
+
+def _plain_identity(event_id: object, type_: object, actor: object, target: object) -> bool:
+    """ASCII identifiers that Activity's event_id, type and key rules certainly accept."""
+    return (
+        type(event_id) is str
+        and _EVENT_ID.fullmatch(event_id) is not None
+        and type(type_) is str
+        and _TYPE.fullmatch(type_) is not None
+        and _plain_key_part(actor)
+        and _plain_key_part(target)
+    )
 
 
 def _plain_key_part(value: object) -> bool:
