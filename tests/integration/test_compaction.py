@@ -3,7 +3,6 @@ of `activities FINAL` unchanged, the current month left to ClickHouse's own merg
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 
@@ -15,21 +14,15 @@ from footfall._compaction import Compacted, compact_closed_partitions, compactio
 from footfall._migrate import migrate
 from sync._batch import rows_to_arrow
 from sync._decode import Row
+from tests._clickhouse import scratch_database
 
 TODAY = date(2026, 11, 20)
 
 
 @pytest.fixture
 def ch(chdb_url: str) -> Iterator[ClickHouse]:
-    name = f"compaction_{uuid.uuid4().hex[:10]}"
-    with connect(load_settings(clickhouse_url=chdb_url)) as admin:
-        admin.command(f"CREATE DATABASE {name}")
-        try:
-            with connect(load_settings(clickhouse_url=chdb_url), database=name) as handle:
-                migrate(handle)
-                yield handle
-        finally:
-            admin.command(f"DROP DATABASE IF EXISTS {name} SYNC")
+    with scratch_database(load_settings(clickhouse_url=chdb_url), "compaction") as handle:
+        yield handle
 
 
 def _row(n: int, month: int, *, version: int = 1, deleted: int = 0) -> Row:

@@ -18,9 +18,8 @@ import pytest
 
 from footfall import Activity, Settings, load_settings
 from footfall._activity import EARLIEST
-from footfall._clickhouse import ClickHouse, connect
+from footfall._clickhouse import ClickHouse
 from footfall._dynamodb import DynamoDB
-from footfall._migrate import migrate
 from footfall._rollup import rollup_mismatches
 from ingest import Tracker
 from sync._backfill import BackfillReport, backfill, insert_rows
@@ -30,6 +29,7 @@ from sync._lineage import TrimmedRange
 from sync._reconcile import reconcile
 from sync._state import ClickHouseCheckpoints
 from sync._streams import StreamRelay
+from tests._clickhouse import scratch_database
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -63,27 +63,11 @@ def settings(dynamodb_endpoint: str, chdb_url: str) -> Settings:
     return s
 
 
-@pytest.fixture(scope="module")
-def admin(chdb_url: str) -> Iterator[ClickHouse]:
-    handle = connect(load_settings(clickhouse_url=chdb_url))
-    try:
-        yield handle
-    finally:
-        handle.close()
-
-
 @pytest.fixture
-def ch(admin: ClickHouse, chdb_url: str) -> Iterator[ClickHouse]:
+def ch(chdb_url: str) -> Iterator[ClickHouse]:
     """A fresh database with every migration applied."""
-    name = f"footfall_repair_{uuid.uuid4().hex[:12]}"
-    admin.command(f"CREATE DATABASE {name}")
-    handle = connect(load_settings(clickhouse_url=chdb_url), database=name)
-    migrate(handle)
-    try:
+    with scratch_database(load_settings(clickhouse_url=chdb_url), "footfall_repair") as handle:
         yield handle
-    finally:
-        handle.close()
-        admin.command(f"DROP DATABASE IF EXISTS {name} SYNC")
 
 
 @pytest.fixture

@@ -13,12 +13,13 @@ import botocore.exceptions
 import pytest
 
 from footfall import Activity, Settings, load_settings
-from footfall._clickhouse import ClickHouse, connect
+from footfall._clickhouse import ClickHouse
 from footfall._synthetic import synthetic_activities
 from ingest import Tracker
 from sync import EmbeddedSync
 from sync._lineage import TrimmedRange
 from sync._state import ClickHouseCheckpoints
+from tests._clickhouse import scratch_database
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -37,16 +38,8 @@ def table_settings(dynamodb_endpoint: str, chdb_url: str) -> Settings:
 @pytest.fixture
 def ch(table_settings: Settings) -> Iterator[ClickHouse]:
     """A fresh database per test: its own checkpoints, so each test reads the whole stream."""
-    admin = connect(table_settings)
-    name = f"emb_{uuid.uuid4().hex[:10]}"
-    admin.command(f"CREATE DATABASE {name}")
-    handle = connect(table_settings, database=name)
-    try:
+    with scratch_database(table_settings, "emb", migrated=False) as handle:
         yield handle
-    finally:
-        handle.close()
-        admin.command(f"DROP DATABASE IF EXISTS {name} SYNC")
-        admin.close()
 
 
 def count(ch: ClickHouse, sql: str = "SELECT count() AS n FROM activities FINAL") -> int:

@@ -2,38 +2,27 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from footfall import load_settings
-from footfall._clickhouse import ClickHouse, connect
-from footfall._migrate import migrate
+from footfall._clickhouse import ClickHouse
 from footfall._rollup import rollup_mismatches
 from sync._batch import Batcher
 from sync._decode import EventPosition, Row
 from sync._rollup import RollupKeeper
 from sync._sink import Sink
+from tests._clickhouse import scratch_database
 
 DAY = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
 
 @pytest.fixture
 def ch(chdb_url: str) -> Iterator[ClickHouse]:
-    settings = load_settings(clickhouse_url=chdb_url)
-    admin = connect(settings)
-    name = f"rollup_{uuid.uuid4().hex[:10]}"
-    admin.command(f"CREATE DATABASE {name}")
-    handle = connect(settings, database=name)
-    migrate(handle)
-    try:
+    with scratch_database(load_settings(clickhouse_url=chdb_url), "rollup") as handle:
         yield handle
-    finally:
-        handle.close()
-        admin.command(f"DROP DATABASE IF EXISTS {name} SYNC")
-        admin.close()
 
 
 def batch(first: int, n: int, day: datetime) -> object:

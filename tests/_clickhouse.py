@@ -1,0 +1,31 @@
+"""A scratch ClickHouse database per test: created fresh, dropped after."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from footfall import Settings
+from footfall._clickhouse import ClickHouse, connect
+from footfall._migrate import migrate
+
+
+@contextmanager
+def scratch_database(
+    settings: Settings, prefix: str, *, migrated: bool = True
+) -> Iterator[ClickHouse]:
+    """A handle on a new database `<prefix>_<random>` of `settings`' ClickHouse, with every
+    migration applied (unless `migrated=False`); the database is dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = connect(settings)
+    admin.command(f"CREATE DATABASE {name}")
+    handle = connect(settings, database=name)
+    try:
+        if migrated:
+            migrate(handle)
+        yield handle
+    finally:
+        handle.close()
+        admin.command(f"DROP DATABASE IF EXISTS {name} SYNC")
+        admin.close()
