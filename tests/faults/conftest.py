@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from footfall import load_settings
-from tests.faults._support import PrivateService, Results, is_long
+from tests.faults._support import Pipeline, PrivateService, Results, is_long, pipeline
 
 HERE = Path(__file__).resolve().parent
 
@@ -61,3 +61,24 @@ def faults_dynamodb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield service.start()
     finally:
         service.close()
+
+
+@pytest.fixture
+def shared_pipeline(
+    request: pytest.FixtureRequest,
+    faults_dynamodb: str,
+    kafka_broker: str,
+    clickhouse_url: str,
+    tmp_path: Path,
+) -> Iterator[Pipeline]:
+    """A fresh pipeline (database, table, topics) on the session's services, named after the
+    test's module; rows whose fault is a service of their own build theirs with `pipeline()`."""
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with pipeline(
+        dynamodb=faults_dynamodb,
+        kafka=kafka_broker,
+        clickhouse=clickhouse_url,
+        home=tmp_path,
+        name=name,
+    ) as built:
+        yield built

@@ -17,16 +17,14 @@ import json
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from footfall import Activity, Settings
 from footfall._kafka import KafkaBridge
-from tests.faults._support import Pipeline, Results, eventually, pipeline, read_topic
+from tests.faults._support import Pipeline, Results, eventually, read_topic
 
 RATE_KEPT = 0.7  # the mixed phase keeps at least this share of the clean rate (run-to-run noise)
 KINDS = (
@@ -38,20 +36,6 @@ KINDS = (
     "future timestamp",
     "ancient timestamp",
 )
-
-
-@pytest.fixture
-def poison_pipeline(
-    faults_dynamodb: str, kafka_broker: str, clickhouse_url: str, tmp_path: Path
-) -> Iterator[Pipeline]:
-    with pipeline(
-        dynamodb=faults_dynamodb,
-        kafka=kafka_broker,
-        clickhouse=clickhouse_url,
-        home=tmp_path,
-        name="poison",
-    ) as built:
-        yield built
 
 
 def good_events(phase: str, count: int) -> list[Activity]:
@@ -134,11 +118,11 @@ def phase(built: Pipeline, name: str, good: int, poison: list[bytes]) -> float:
 
 @pytest.mark.timeout(1800)  # a safety net: the long volume took >600 s at load 50-80
 def test_poison_is_dead_lettered_with_reasons_and_good_events_keep_their_rate(
-    poison_pipeline: Pipeline, long_volume: bool, fault_results: Results
+    shared_pipeline: Pipeline, long_volume: bool, fault_results: Results
 ) -> None:
     result = fault_results.new("poison events")
     started = time.monotonic()
-    built = poison_pipeline
+    built = shared_pipeline
     rounds, good = (5, 8_000) if long_volume else (3, 4_000)
     per_kind = rounds * good // 300  # with six small kinds: one poison message per 50 good
     poison = [poison_of(kind, i) for kind in KINDS for i in range(per_kind)]

@@ -23,29 +23,13 @@ against the emulator's own iterators in tests/integration/test_sync_embedded.py.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.faults._streams_standin import SplitStreams, split_streams
-from tests.faults._support import Pipeline, Results, eventually, pipeline, synthetic
+from tests.faults._support import Pipeline, Results, eventually, synthetic
 
 EXPIRIES = 4  # at least this many iterators expire under the relay during the run
-
-
-@pytest.fixture
-def shard_pipeline(
-    faults_dynamodb: str, kafka_broker: str, clickhouse_url: str, tmp_path: Path
-) -> Iterator[Pipeline]:
-    with pipeline(
-        dynamodb=faults_dynamodb,
-        kafka=kafka_broker,
-        clickhouse=clickhouse_url,
-        home=tmp_path,
-        name="shards",
-    ) as built:
-        yield built
 
 
 def dynamodb_rows(built: Pipeline) -> int:
@@ -54,11 +38,11 @@ def dynamodb_rows(built: Pipeline) -> int:
 
 @pytest.mark.timeout(600)
 def test_shard_split_and_iterator_expiry_during_sync_skip_nothing_parents_first(
-    shard_pipeline: Pipeline, faults_dynamodb: str, long_volume: bool, fault_results: Results
+    shared_pipeline: Pipeline, faults_dynamodb: str, long_volume: bool, fault_results: Results
 ) -> None:
     result = fault_results.new("DynamoDB Streams iterator expiry and a shard split during sync")
     started = time.monotonic()
-    built = shard_pipeline
+    built = shared_pipeline
     rate, splits = (400.0, 2) if long_volume else (200.0, 1)
     load = built.load(stored=synthetic(int(rate * 300), seed=601), rate=rate)
     with split_streams(faults_dynamodb, expire_every=3) as (endpoint, stream):

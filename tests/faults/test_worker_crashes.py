@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -22,25 +20,10 @@ from tests.faults._support import (
     Worker,
     cdc_repeats,
     eventually,
-    pipeline,
     synthetic,
 )
 
 SHORT_KILLS = 5
-
-
-@pytest.fixture
-def crash_pipeline(
-    faults_dynamodb: str, kafka_broker: str, clickhouse_url: str, tmp_path: Path
-) -> Iterator[Pipeline]:
-    with pipeline(
-        dynamodb=faults_dynamodb,
-        kafka=kafka_broker,
-        clickhouse=clickhouse_url,
-        home=tmp_path,
-        name="crash",
-    ) as built:
-        yield built
 
 
 def raw_rows(built: Pipeline) -> int:
@@ -73,7 +56,7 @@ def kill_at_a_random_moment(
 
 @pytest.mark.timeout(900)
 def test_a_worker_sigkilled_at_random_points_under_load_loses_nothing_and_absorbs_relay_repeats(
-    crash_pipeline: Pipeline, long_volume: bool, fault_results: Results
+    shared_pipeline: Pipeline, long_volume: bool, fault_results: Results
 ) -> None:
     """Two rows of the matrix in one run. The worker is SIGKILLed 5 times (12 with --long) while
     both sources take activities, alternately while it writes and while it starts; the relay
@@ -86,25 +69,25 @@ def test_a_worker_sigkilled_at_random_points_under_load_loses_nothing_and_absorb
     rng = random.Random()
     kills, rate = (12, 500.0) if long_volume else (SHORT_KILLS, 250.0)
     pool = int(rate * (900 if long_volume else 400))  # more than the kills take: load throughout
-    load = crash_pipeline.load(
+    load = shared_pipeline.load(
         stored=synthetic(pool // 2, seed=101),
         events=synthetic(pool - pool // 2, seed=102),
         rate=rate,
     )
-    worker = crash_pipeline.worker()
+    worker = shared_pipeline.worker()
     worker.start()
     load.start()
     points = [
-        kill_at_a_random_moment(worker, crash_pipeline, rng, busy=n % 2 == 0) for n in range(kills)
+        kill_at_a_random_moment(worker, shared_pipeline, rng, busy=n % 2 == 0) for n in range(kills)
     ]
-    messages, repeats = cdc_repeats(crash_pipeline.settings)
+    messages, repeats = cdc_repeats(shared_pipeline.settings)
     while not repeats and worker.kills < kills + 4:
-        points.append(kill_at_a_random_moment(worker, crash_pipeline, rng, busy=True))
-        messages, repeats = cdc_repeats(crash_pipeline.settings)
+        points.append(kill_at_a_random_moment(worker, shared_pipeline, rng, busy=True))
+        messages, repeats = cdc_repeats(shared_pipeline.settings)
     assert load.running, "the load ended before the last kill: raise the pool"
     load.stop()
-    tally = crash_pipeline.wait_exact(load.accepted, timeout=300, abort=worker.died)
-    messages, repeats = cdc_repeats(crash_pipeline.settings)
+    tally = shared_pipeline.wait_exact(load.accepted, timeout=300, abort=worker.died)
+    messages, repeats = cdc_repeats(shared_pipeline.settings)
     for result in (crashes, relay):
         result.record(tally)
         result.seconds = round(time.monotonic() - started, 1)
@@ -124,25 +107,25 @@ def rows_by_source(built: Pipeline) -> dict[str, int]:
 
 @pytest.mark.timeout(600)
 def test_two_workers_one_killed_during_a_rebalance_the_survivor_takes_over_exactly(
-    crash_pipeline: Pipeline, long_volume: bool, fault_results: Results
+    shared_pipeline: Pipeline, long_volume: bool, fault_results: Results
 ) -> None:
     result = fault_results.new("two workers, one killed during a rebalance")
     started = time.monotonic()
-    settings = crash_pipeline.settings
+    settings = shared_pipeline.settings
     rate = 600.0 if long_volume else 200.0
     pool = int(rate * 300)
-    load = crash_pipeline.load(
+    load = shared_pipeline.load(
         stored=synthetic(pool // 3, seed=201),
         events=synthetic(pool - pool // 3, seed=202),
         rate=rate,
     )
-    first, second = crash_pipeline.worker("first"), crash_pipeline.worker("second")
+    first, second = shared_pipeline.worker("first"), shared_pipeline.worker("second")
     probe = GroupProbe(settings)
     try:
         first.start()
         load.start()
         eventually(
-            lambda: len(probe.describe().members) == 1 and raw_rows(crash_pipeline) > 0,
+            lambda: len(probe.describe().members) == 1 and raw_rows(shared_pipeline) > 0,
             "the first worker to own the group and write rows",
             timeout=120,
             abort=first.died,
@@ -173,10 +156,10 @@ def test_two_workers_one_killed_during_a_rebalance_the_survivor_takes_over_exact
             timeout=120,
             abort=second.died,
         )
-        before = rows_by_source(crash_pipeline)
+        before = rows_by_source(shared_pipeline)
         eventually(  # it consumes both inputs, and leads: the relay moved with the group
             lambda: all(
-                rows_by_source(crash_pipeline).get(s, 0) > before.get(s, 0)
+                rows_by_source(shared_pipeline).get(s, 0) > before.get(s, 0)
                 for s in ("dynamodb", "kafka")
             ),
             "new rows of both sources from the survivor",
@@ -184,7 +167,7 @@ def test_two_workers_one_killed_during_a_rebalance_the_survivor_takes_over_exact
             abort=second.died,
         )
         load.stop()
-        tally = crash_pipeline.wait_exact(load.accepted, timeout=300, abort=second.died)
+        tally = shared_pipeline.wait_exact(load.accepted, timeout=300, abort=second.died)
     finally:
         probe.close()
     result.record(tally)
