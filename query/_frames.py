@@ -17,12 +17,13 @@ polars frames are built from Arrow with `polars.from_arrow` (no Python row objec
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from footfall._errors import InvalidActivity
 
 from ._errors import ResultNotTabular
+from ._items import activity_columns
 from ._plan import ACTIVITY_COLUMNS
 
 if TYPE_CHECKING:
@@ -39,15 +40,9 @@ log = logging.getLogger(__name__)
 def items_to_rows(items: Iterable[dict[str, Any]]) -> list[Row]:
     """The ClickHouse rows sync would write for these DynamoDB items (malformed ones, which
     sync dead-letters, are skipped and logged)."""
-    from sync._items import row_from_item
-
     rows: list[Row] = []
     for item in items:
-        try:
-            row = row_from_item(item)
-        except InvalidActivity as exc:
-            log.warning("skipping a malformed activity item: %s", exc)
-            continue
+        row = _checked_row(item)
         if row is not None:
             rows.append(row)
     return rows
@@ -57,14 +52,49 @@ def items_to_arrow(
     items: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]] | None = None
 ) -> pyarrow.Table:
     """DynamoDB items as an Arrow table of `columns` ((column, output name) pairs; default:
-    the six activity columns), in the order given. Attribute keys come sorted (a map's order
-    carries no meaning; ClickHouse keeps the order sync wrote them in)."""
-    from sync._batch import rows_to_arrow
+    the six activity columns), in the order given: the columns of the rows sync writes for
+    them, built straight from the items (see `query._items`). Attribute keys come sorted (a
+    map's order carries no meaning; ClickHouse keeps the order sync wrote them in)."""
+    import pyarrow as pa
 
-    rows = [r._replace(attributes=dict(sorted(r.attributes.items()))) for r in items_to_rows(items)]
-    table = rows_to_arrow(rows)
+    from sync._batch import SCHEMA
+
+    event_ids, actors, types, targets, stamps, offsets, keys, values = activity_columns(
+        items, _checked_row
+    )
+    schema = SCHEMA.field
+    text = schema("event_id").type
+    attributes = schema("attributes").type
+    arrays = {
+        "event_id": pa.array(event_ids, text),
+        "actor": pa.array(actors, text),
+        "type": pa.array(types, text),
+        "target": pa.array(targets, text),
+        "ts": pa.array(stamps, schema("ts").type),
+        "attributes": pa.MapArray.from_arrays(
+            pa.array(offsets, pa.int32()),
+            pa.array(keys, attributes.key_type),
+            pa.array(values, attributes.item_type),
+            type=attributes,
+        ),
+    }
     wanted = list(columns) if columns is not None else [(c, c) for c in ACTIVITY_COLUMNS]
-    return table.select([c for c, _ in wanted]).rename_columns([name for _, name in wanted])
+    return pa.Table.from_arrays(
+        [arrays[c] for c, _ in wanted],
+        schema=pa.schema([schema(c).with_name(name) for c, name in wanted]),
+    )
+
+
+def _checked_row(item: Mapping[str, Any]) -> Row | None:
+    """`row_from_item`: None for an item that is no activity, and for a malformed one (which
+    sync dead-letters), logged."""
+    from sync._items import row_from_item
+
+    try:
+        return row_from_item(item)
+    except InvalidActivity as exc:
+        log.warning("skipping a malformed activity item: %s", exc)
+        return None
 
 
 def activity_schema() -> polars.Schema:
