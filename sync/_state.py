@@ -10,6 +10,7 @@ reads the lost ranges from the same place.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 
@@ -85,12 +86,19 @@ class DeferredCheckpoints:
     Kafka already and their rows are idempotent, so the repeats are absorbed. The checkpoint is
     still saved only after the hand-off (the relay calls `save` after Kafka acknowledged).
     `load` needs the store: a relay cannot start without knowing where to resume.
+
+    With `eager=False`, `save` only notes the checkpoint and the runner calls `flush` from
+    another thread, on its own schedule: the relay's next read does not wait for a ClickHouse
+    insert (a crash re-sends at most what followed the last stored checkpoint, as above).
     """
 
-    def __init__(self, store: ClickHouseCheckpoints) -> None:
+    def __init__(self, store: ClickHouseCheckpoints, *, eager: bool = True) -> None:
         self.store = store
+        self.eager = eager
         self._sequences: dict[tuple[str, str], str] = {}  # (stream, shard) -> newest pending
         self._trimmed: list[tuple[str, TrimmedRange]] = []
+        self._lock = threading.Lock()  # the relay notes, a flush stores: maybe two threads
+        self._flushing = threading.Lock()
 
     @property
     def pending(self) -> int:
@@ -98,27 +106,41 @@ class DeferredCheckpoints:
         return len(self._sequences) + len(self._trimmed)
 
     def load(self, stream_arn: str) -> dict[str, str]:
-        return self.store.load(stream_arn)
+        """The stored checkpoints, overlaid with those still pending here (newer)."""
+        stored = self.store.load(stream_arn)
+        with self._lock:
+            pending = {k[1]: v for k, v in self._sequences.items() if k[0] == stream_arn}
+        return {**stored, **pending}
 
     def save(self, stream_arn: str, shard_id: str, sequence_number: str) -> None:
-        self._sequences[(stream_arn, shard_id)] = sequence_number
-        self.flush()
+        with self._lock:
+            self._sequences[(stream_arn, shard_id)] = sequence_number
+        if self.eager:
+            self.flush()
 
     def record_trimmed(self, stream_arn: str, trimmed: TrimmedRange) -> None:
-        self._trimmed.append((stream_arn, trimmed))
-        self.flush()
+        with self._lock:
+            self._trimmed.append((stream_arn, trimmed))
+        if self.eager:
+            self.flush()
 
     def flush(self) -> bool:
-        """Store what is pending; True when nothing is left (a store error keeps it pending)."""
+        """Store what is pending; True when nothing is left (a store error keeps it pending).
+        Only one flush runs at a time; `save` may note newer checkpoints meanwhile."""
         try:
-            while self._trimmed:
-                stream_arn, trimmed = self._trimmed[0]
-                self.store.record_trimmed(stream_arn, trimmed)
-                self._trimmed.pop(0)
-            for key, sequence in list(self._sequences.items()):
-                self.store.save(*key, sequence)
-                if self._sequences.get(key) == sequence:
-                    del self._sequences[key]
+            with self._flushing:
+                while self._trimmed:
+                    stream_arn, trimmed = self._trimmed[0]
+                    self.store.record_trimmed(stream_arn, trimmed)
+                    with self._lock:
+                        self._trimmed.pop(0)
+                with self._lock:
+                    pending = list(self._sequences.items())
+                for key, sequence in pending:
+                    self.store.save(*key, sequence)
+                    with self._lock:
+                        if self._sequences.get(key) == sequence:
+                            del self._sequences[key]
         except StoreError as exc:
             log.warning("relay checkpoints kept pending (%s): %s", self.pending, exc)
             return False

@@ -17,6 +17,7 @@ This module and `_decode` are the only places in `sync` that touch boto3.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -103,7 +104,11 @@ class StreamRelay:
         stream_arn: str | None = None,
         batch_limit: int = 1000,
         client: DynamoDBStreamsClient | None = None,
+        shard_refresh_s: float = 0.0,
     ) -> None:
+        """`shard_refresh_s`: list the stream's shards at most this often (one DescribeStream
+        per round otherwise); a shard found drained lists them again at once, so its children
+        are read without delay."""
         self.settings = settings
         self.stream_arn = stream_arn or stream_arn_of(settings)
         self.checkpoints = checkpoints
@@ -114,12 +119,18 @@ class StreamRelay:
         self._handed: dict[str, str] = {}  # shard -> last sequence handed out (not committed)
         self._drained: set[str] = set()
         self._pending_trim: dict[str, TrimmedRange] = {}
+        self.shard_refresh_s = shard_refresh_s
+        self._shards: list[Any] | None = None  # the last listing, while fresh enough
+        self._listed = 0.0  # when (time.monotonic)
         self.stats = RelayStats()
 
     def poll(self) -> list[ShardRead]:
         """One round: one `get_records` per readable shard; only shards with news are returned."""
+        now = time.monotonic()
+        if self._shards is None or now - self._listed >= self.shard_refresh_s:
+            self._shards, self._listed = self._list_shards(), now
         plan = plan_reads(
-            self._list_shards(),
+            self._shards,
             drained=self._drained,
             checkpoints=self._committed,
             now=datetime.now(UTC),
@@ -145,6 +156,7 @@ class StreamRelay:
         if read.drained:
             self._drained.add(read.shard_id)
             self._iterators.pop(read.shard_id, None)
+            self._shards = None  # its children may be new: list again on the next round
 
     def drain(self) -> Iterator[ShardRead]:
         """Rounds until a round finds nothing new (for tests, backfill hand-over and demos)."""

@@ -74,3 +74,50 @@ def test_load_needs_the_store() -> None:
     store.down = True
     with pytest.raises(StoreUnavailable):
         deferred(store).load("s")
+
+
+def test_a_lazy_store_notes_checkpoints_and_stores_them_only_when_flushed() -> None:
+    store = FlakyStore()
+    checkpoints = DeferredCheckpoints(store, eager=False)  # type: ignore[arg-type]
+    checkpoints.save("s", "shard-1", "100")
+    checkpoints.save("s", "shard-1", "200")
+    lost = TrimmedRange("shard-3", "1", datetime(2026, 11, 29, tzinfo=UTC))
+    checkpoints.record_trimmed("s", lost)
+    assert store.saved == [] and store.trimmed == [] and checkpoints.pending == 2
+    assert checkpoints.flush()
+    assert store.saved == [("s", "shard-1", "200")] and store.trimmed == [("s", lost)]
+    assert checkpoints.pending == 0
+
+
+class SlowStore(FlakyStore):
+    """Notes a newer checkpoint (as the relay's thread would) while a save is under way."""
+
+    def __init__(self, checkpoints: list[DeferredCheckpoints]) -> None:
+        super().__init__()
+        self.checkpoints = checkpoints
+
+    def save(self, stream_arn: str, shard_id: str, sequence_number: str) -> None:
+        super().save(stream_arn, shard_id, sequence_number)
+        if sequence_number == "100":
+            self.checkpoints[0].save(stream_arn, shard_id, "300")
+
+
+def test_a_checkpoint_noted_during_a_flush_stays_pending_for_the_next() -> None:
+    holder: list[DeferredCheckpoints] = []
+    store = SlowStore(holder)
+    checkpoints = DeferredCheckpoints(store, eager=False)  # type: ignore[arg-type]
+    holder.append(checkpoints)
+    checkpoints.save("s", "shard-1", "100")
+    assert checkpoints.flush() and checkpoints.pending == 1  # "300" came in meanwhile
+    assert checkpoints.flush() and checkpoints.pending == 0
+    assert [seq for _, _, seq in store.saved] == ["100", "300"]
+
+
+def test_loading_sees_the_checkpoints_still_pending() -> None:
+    store = FlakyStore()
+    checkpoints = DeferredCheckpoints(store, eager=False)  # type: ignore[arg-type]
+    store.saved.append(("s", "shard-1", "100"))
+    store.saved.append(("s", "shard-2", "7"))
+    checkpoints.save("s", "shard-1", "200")  # a relay that lost and regained leadership
+    checkpoints.save("other", "shard-1", "999")
+    assert checkpoints.load("s") == {"shard-1": "200", "shard-2": "7"}
