@@ -33,7 +33,11 @@ def _cases() -> tuple[Case, ...]:
 
     return (
         Case("ingest", ("ingest (a)", "ingest (b)"), run_ingest),
-        Case("sync-throughput", ("sync throughput",), run_sync_throughput),
+        Case(
+            "sync-throughput",
+            ("sync throughput", "sync throughput (one event per message)"),
+            run_sync_throughput,
+        ),
         Case("freshness", ("freshness (p50)", "freshness (p99)"), run_freshness),
         Case("point-read", ("point read (typed)", "point read (routed SQL)"), run_point_read),
         Case("analytics", ("analytics",), run_analytics),

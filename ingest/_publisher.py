@@ -1,8 +1,11 @@
 """EventPublisher: send activities to Kafka topic `footfall.events` for analytics only.
 
-For apps whose raw events should reach ClickHouse without a DynamoDB write. Messages are the
-Activity wire form (`Activity.to_json()`), keyed by actor (so one actor's events stay ordered
-within a partition), sent with acks=all by an idempotent producer.
+For apps whose raw events should reach ClickHouse without a DynamoDB write. `publish` sends one
+message, the Activity wire form (`Activity.to_json()`), keyed by actor (so one actor's events
+stay ordered within a partition). `publish_many` places each activity by its actor key the same
+way and sends the activities of a partition as packs, many per message (`footfall._wire`): the
+sync worker's cost is per message, so packs reach ClickHouse several times faster. Everything
+is sent with acks=all by an idempotent producer.
 """
 
 from __future__ import annotations
@@ -16,15 +19,15 @@ from typing import Any
 
 from footfall._activity import Activity
 from footfall._errors import BatchWriteError, ConfigError, InvalidActivity
-from footfall._kafka import KafkaBridge, translate_kafka_error
+from footfall._kafka import KafkaBridge, partition_of, translate_kafka_error
 from footfall._settings import Settings, load_settings
+from footfall._wire import EVENT_HEADERS, PACK_HEADERS, pack_lines
 
 from ._tracker import coerce_activities
 
 __all__ = ["EventPublisher", "PublishReport"]
 
 log = logging.getLogger(__name__)
-HEADERS = [("content-type", b"application/json"), ("footfall-schema", b"activity/1")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +63,19 @@ class EventPublisher:
             raise
 
     def publish(self, activity: Activity) -> None:
-        """Send one activity and wait until the broker acknowledged it."""
-        self.publish_many([activity])
+        """Send one activity, as a message of its own, and wait until the broker acknowledged
+        it."""
+        self.publish_many([activity], pack=False)
 
-    def publish_many(self, activities: Iterable[Activity | Mapping[str, Any]]) -> PublishReport:
+    def publish_many(
+        self, activities: Iterable[Activity | Mapping[str, Any]], *, pack: bool = True
+    ) -> PublishReport:
         """Validate every activity first (nothing is sent if one is invalid), send them all and
-        wait for every acknowledgement. Raises BatchWriteError naming those that failed."""
+        wait for every acknowledgement. Raises BatchWriteError naming those that failed.
+
+        With `pack` (the default) the activities of each partition travel as packs of up to
+        500 (`footfall._wire`); `pack=False` sends one message per activity, for consumers of
+        the topic other than footfall's worker that expect that form."""
         batch = coerce_activities(activities)
         for index, activity in enumerate(batch):
             if not isinstance(activity, Activity):  # pragma: no cover - coerce guarantees it
@@ -73,16 +83,30 @@ class EventPublisher:
         if not batch:
             return PublishReport(0, self.topic)
         producer = self._bridge.producer()
+        forms = [activity.to_json() for activity in batch]
 
-        async def send_one(activity: Activity) -> None:
+        async def send(value: bytes, key: bytes | None, partition: int | None, pack: bool) -> None:
+            headers = list(PACK_HEADERS if pack else EVENT_HEADERS)
             delivery = await producer.send(
-                self.topic, activity.to_json(), key=activity.actor.encode(), headers=list(HEADERS)
+                self.topic, value, key=key, partition=partition, headers=headers
             )
             await delivery
 
         async def send_all() -> list[BaseException | None]:
-            results = await asyncio.gather(*(send_one(a) for a in batch), return_exceptions=True)
-            return [r if isinstance(r, BaseException) else None for r in results]
+            if pack:
+                sends = await self._packs(producer, batch, forms, send)
+            else:
+                sends = [
+                    (send(form, activity.actor.encode(), None, False), range(i, i + 1))
+                    for i, (form, activity) in enumerate(zip(forms, batch, strict=True))
+                ]
+            results = await asyncio.gather(*(s for s, _ in sends), return_exceptions=True)
+            outcomes: list[BaseException | None] = [None] * len(batch)
+            for result, (_, indexes) in zip(results, sends, strict=True):
+                if isinstance(result, BaseException):
+                    for index in indexes:
+                        outcomes[index] = result
+            return outcomes
 
         outcomes = self._bridge.run(send_all(), timeout=120)
         failed = [
@@ -93,6 +117,23 @@ class EventPublisher:
         if failed:
             raise BatchWriteError("Kafka", failed, len(batch) - len(failed))
         return PublishReport(len(batch), self.topic)
+
+    async def _packs(
+        self, producer: Any, batch: list[Activity], forms: list[bytes], send: Any
+    ) -> list[tuple[Any, range | list[int]]]:
+        """The sends of `batch` as packs per partition, each activity placed by its actor key
+        as a single message would be (Kafka's default partitioner, which the producer uses),
+        and the indexes of `batch` each send carries."""
+        partitions = sorted(await producer.partitions_for(self.topic))
+        by_partition: dict[int, list[int]] = {}
+        for index, activity in enumerate(batch):
+            partition = partition_of(activity.actor.encode(), partitions)
+            by_partition.setdefault(partition, []).append(index)
+        sends: list[tuple[Any, range | list[int]]] = []
+        for partition, indexes in by_partition.items():
+            for value, lines in pack_lines([forms[i] for i in indexes]):
+                sends.append((send(value, None, partition, True), [indexes[i] for i in lines]))
+        return sends
 
     def close(self) -> None:
         """Flush what is pending and release the connection."""

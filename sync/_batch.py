@@ -161,11 +161,12 @@ class Batch(Generic[P]):
 
     table: pa.Table
     dedup_token: str
-    positions: tuple[P, ...]
+    positions: tuple[P, ...]  # a pack's position once, however many rows it gave
     newest_ts_ms: int  # for the "newest event time written" lag metric
 
     def __len__(self) -> int:
-        return len(self.positions)
+        """The number of rows."""
+        return int(self.table.num_rows)
 
 
 class Batcher(Generic[P]):
@@ -210,6 +211,19 @@ class Batcher(Generic[P]):
             return self.flush()
         return self.poll() if by_age else None
 
+    def add_many(self, rows: Sequence[Row], position: P, *, by_age: bool = True) -> Batch[P] | None:
+        """Add the rows of one position (a pack) to the same batch, which may so exceed
+        `max_rows` by less than one pack; otherwise as `add`."""
+        if not rows:
+            return None
+        if not self._rows:
+            self._started = self._clock()
+        self._rows.extend(rows)
+        self._positions.append(position)
+        if len(self._rows) >= self.max_rows:
+            return self.flush()
+        return self.poll() if by_age else None
+
     def poll(self) -> Batch[P] | None:
         """A batch if the oldest pending row waited `max_wait_s` or longer, else None."""
         if self._rows and self._clock() - self._started >= self.max_wait_s:
@@ -244,6 +258,7 @@ class _Lane(Generic[P]):
     queued: set[P] = field(default_factory=set)
     acked: set[P] = field(default_factory=set)
     last: int | None = None  # order key of the newest tracked position
+    parts: dict[P, int] = field(default_factory=dict)  # position -> acks still expected (> 1)
     safe: P | None = None
     advanced: bool = False
 
@@ -274,13 +289,28 @@ class OffsetTracker(Generic[P]):
         lane.queued.add(position)
         return True
 
+    def expect(self, position: P, parts: int) -> None:
+        """A tracked position is durable only after `parts` acks (a pack whose rows and dead
+        letters are made durable separately)."""
+        lane = self._lanes.get(position[0])
+        if lane is None or position not in lane.queued:
+            raise ValueError(f"{position} is not pending: track it first")
+        if parts > 1:
+            lane.parts[position] = parts
+
     def ack(self, position: P) -> bool:
-        """Mark a tracked position durable. Returns False for one not pending (never tracked,
-        already safe, or in a lane `reset` since): it is ignored."""
+        """Mark a tracked position durable (or one of its `expect`ed parts). Returns False for
+        one not pending (never tracked, already safe, or in a lane `reset` since): ignored."""
         lane = self._lanes.get(position[0])
         if lane is None or position not in lane.queued:
             log.debug("ack of a position not pending ignored: %s", position)
             return False
+        left = lane.parts.get(position)
+        if left is not None:
+            if left > 1:
+                lane.parts[position] = left - 1
+                return True
+            del lane.parts[position]
         lane.acked.add(position)
         queue = lane.queue
         while queue and queue[0] in lane.acked:

@@ -7,9 +7,11 @@ Data flow (docs/architecture.md):
                                                                     +--> footfall.dlq (poison)
 
 The sink agent consumes with manual acknowledgement (`stream.noack()`): each message is decoded
-(`_decode`), rows are cut into batches by size and age (`_batch.Batcher`) and written by the
-shared `_sink.Sink`. A message is acknowledged to Faust, which commits its offset, only when it
-and every message before it in its partition is durable (written to ClickHouse, or dead-lettered
+(`_decode`; a pack of events, `footfall._wire`, by `_packs`: its rows join one batch, each bad
+line is dead-lettered, and the message is acknowledged when all of them are durable), rows are
+cut into batches by size and age (`_batch.Batcher`) and written by the shared `_sink.Sink`. A
+message is acknowledged to Faust, which commits its offset, only when it and every message
+before it in its partition is durable (written to ClickHouse, or dead-lettered
 with an acknowledged DLQ send): acks go out in offset order (`_batch.OffsetTracker`), so Faust's
 commit never jumps a gap. ClickHouse calls are blocking and run on the default executor.
 
@@ -49,6 +51,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 from footfall._clickhouse import ClickHouse, connect
 from footfall._errors import ConfigError, StoreError
 from footfall._settings import Settings, load_settings
+from footfall._wire import is_pack
 
 from ._batch import Batch, Batcher, OffsetTracker
 from ._decode import (
@@ -63,6 +66,7 @@ from ._decode import (
     encode_cdc,
 )
 from ._metrics import SyncMetrics
+from ._packs import decode_pack
 from ._rollup import RollupKeeper
 from ._sink import Sink, Source
 from ._state import ClickHouseCheckpoints, DeferredCheckpoints
@@ -86,6 +90,8 @@ class SyncOptions:
     idle_cut_s: float = 0.02
     relay: bool = True
     relay_interval_s: float = 0.05
+    checkpoint_interval_s: float = 0.2  # the relay's checkpoints are stored this often
+    shard_refresh_s: float = 1.0  # the stream's shards are listed this often (and on a drain)
     metrics_port: int = 6066  # Faust's web server serves /metrics here (0: pick a free port)
     metrics_host: str = "127.0.0.1"  # 0.0.0.0 in a container
     rollup_interval_s: float = 1.0  # under load, refresh the daily rollup at most this often
@@ -108,6 +114,7 @@ class _Lane:
     writing: asyncio.Future[None] | None = None  # the batch being written, at most one
     letters: set[asyncio.Future[None]] = field(default_factory=set)  # dead letters in flight
     last_in: float = 0.0  # when the newest message arrived (time.monotonic)
+    packs: bool = False  # messages marked as packs (`footfall._wire`) hold many events
 
     def idle(self) -> bool:
         """No batch is being written."""
@@ -134,6 +141,9 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         producer_acks=-1,
         producer_max_request_size=2 << 20,  # the DLQ re-sends records up to the broker's limit
         broker_commit_interval=1.0,
+        # Messages Faust buffers per stream: packs of up to 64 KiB (`footfall._wire`) make its
+        # default of 4,096 a 256 MiB bound; 1,024 keeps memory flat and the agent busy.
+        stream_buffer_maxsize=1024,
         broker_session_timeout=options.session_timeout_s,
         broker_heartbeat_interval=options.session_timeout_s / 5,
         topic_partitions=settings.topic_partitions,
@@ -176,6 +186,7 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
                 max_rows=options.max_rows,
                 max_wait_s=options.max_wait_s,
             ),
+            packs=True,
         ),
         settings.topic("cdc"): _Lane(
             settings.topic("cdc"),
@@ -225,25 +236,35 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
             done.result()
 
     async def dead_letter(
-        lane: _Lane, event: Any, position: EventPosition, poison: Poison, stream: Any
+        lane: _Lane,
+        key: bytes | None,
+        value: bytes | None,
+        position: EventPosition,
+        poison: Poison,
+        stream: Any,
     ) -> None:
         """Hand the record to the DLQ in the background; its offset is acknowledged once the
         broker took it. The agent waits only while MAX_LETTERS_IN_FLIGHT are unacknowledged."""
-        lane.letters.add(asyncio.ensure_future(deliver(lane, event, position, poison, stream)))
+        delivery = deliver(lane, key, value, position, poison, stream)
+        lane.letters.add(asyncio.ensure_future(delivery))
         await reap(lane)
         if len(lane.letters) >= MAX_LETTERS_IN_FLIGHT:
             await asyncio.wait(lane.letters, return_when=asyncio.FIRST_COMPLETED)
 
     async def deliver(
-        lane: _Lane, event: Any, position: EventPosition, poison: Poison, stream: Any
+        lane: _Lane,
+        key: bytes | None,
+        value: bytes | None,
+        position: EventPosition,
+        poison: Poison,
+        stream: Any,
     ) -> None:
         """Send the record to the DLQ with its reason; retried until the broker took it."""
         headers = [*poison.headers(), ("footfall-topic", lane.topic.encode())]
-        value = event.value
         attempt = 0
         while True:
             try:
-                await (await dlq_topic.send(key=event.key, value=value, headers=headers))
+                await (await dlq_topic.send(key=key, value=value, headers=headers))
                 break
             except MessageSizeTooLargeError:
                 headers.append(("footfall-payload", b"dropped: too large for the DLQ topic"))
@@ -257,6 +278,21 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         lane.tracker.ack(position)
         await release(lane, stream)
 
+    async def take_pack(lane: _Lane, event: Any, position: EventPosition, stream: Any) -> None:
+        """A pack's rows go into one batch, each bad line to the DLQ; the message is
+        acknowledged when the batch and every dead letter are durable."""
+        rows, poisons = decode_pack(
+            event.value, partition=position.partition, offset=position.offset
+        )
+        metrics.events_in.labels(lane.source).inc(len(rows) + len(poisons))
+        async with lane.lock:
+            lane.tracker.expect(position, len(poisons) + (1 if rows else 0))
+            for line, poison in poisons:
+                await dead_letter(lane, event.key, line, position, poison, stream)
+            if rows:  # by age only when no write is in flight
+                batch = lane.batcher.add_many(rows, position, by_age=lane.idle())
+                await submit(lane, batch, stream)
+
     @app.agent(app.topic(settings.topic("events"), settings.topic("cdc"), value_type=bytes))
     async def sink_agent(stream: Any) -> None:
         state["stream"] = stream
@@ -269,11 +305,14 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
                 continue
             lane.pending.setdefault(message.partition, deque()).append(event)
             lane.last_in = time.monotonic()
+            if lane.packs and is_pack(message.headers):
+                await take_pack(lane, event, position, stream)
+                continue
             metrics.events_in.labels(lane.source).inc()
             decoded = lane.decode(event.value, position)
             async with lane.lock:
                 if isinstance(decoded, Poison):
-                    await dead_letter(lane, event, position, decoded, stream)
+                    await dead_letter(lane, event.key, event.value, position, decoded, stream)
                 elif isinstance(decoded, Row):  # by age only when no write is in flight
                     batch = lane.batcher.add(decoded, position, by_age=lane.idle())
                     await submit(lane, batch, stream)
@@ -359,12 +398,14 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         loop = asyncio.get_running_loop()
         relay: StreamRelay | None = state.get("relay")
         if relay is None:
-            store = DeferredCheckpoints(ClickHouseCheckpoints(clickhouse()))
-            relay = await loop.run_in_executor(None, lambda: StreamRelay(settings, store))
+            store = state.get("checkpoints") or DeferredCheckpoints(
+                ClickHouseCheckpoints(clickhouse()), eager=False
+            )
+            relay = await loop.run_in_executor(
+                None,
+                lambda: StreamRelay(settings, store, shard_refresh_s=options.shard_refresh_s),
+            )
             state["relay"], state["checkpoints"] = relay, store
-        checkpoints: DeferredCheckpoints = state["checkpoints"]
-        if checkpoints.pending:
-            await loop.run_in_executor(None, checkpoints.flush)
         reads = await loop.run_in_executor(None, relay.poll)
         handled = 0
         for read in reads:
@@ -382,6 +423,26 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
             await loop.run_in_executor(None, relay.commit, read)  # only then the checkpoint
             handled += len(read.changes)
         return handled
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def store_checkpoints() -> None:
+        """Store the relay's checkpoints off its path, every `checkpoint_interval_s` (the
+        changes behind them are in Kafka already); a failure keeps them pending."""
+        if not options.relay:
+            return
+        loop = asyncio.get_running_loop()
+        while not app.should_stop:
+            await asyncio.sleep(options.checkpoint_interval_s)
+            checkpoints: DeferredCheckpoints | None = state.get("checkpoints")
+            if checkpoints is not None and checkpoints.pending:
+                await loop.run_in_executor(None, checkpoints.flush)
+
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
+    async def flush_checkpoints(app_: Any, **kwargs: Any) -> None:
+        """On a clean stop, store what the relay handed on (else the next start re-sends it)."""
+        checkpoints: DeferredCheckpoints | None = state.get("checkpoints")
+        if checkpoints is not None and checkpoints.pending:
+            await asyncio.get_running_loop().run_in_executor(None, checkpoints.flush)
 
     @app.task  # type: ignore[untyped-decorator]
     async def relay_loop() -> None:

@@ -17,8 +17,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from footfall import Settings, load_settings
 from footfall._dynamodb import DynamoDB
-from footfall._kafka import KafkaBridge
+from footfall._kafka import KafkaBridge, partition_of
 from footfall._table import TYPE_TARGET_INDEX, type_target_key
+from footfall._wire import is_pack
 from ingest import (
     Activity,
     ActivityNotFound,
@@ -322,7 +323,7 @@ def test_publish_sends_json_keyed_by_actor(kafka_settings: Settings, unique: str
     ]
     with EventPublisher(kafka_settings) as events:
         events.publish(acts[0])
-        report = events.publish_many(acts[1:])
+        report = events.publish_many(acts[1:], pack=False)
     assert report.sent == 49 and report.topic == kafka_settings.topic("events")
     records = consume(kafka_settings, 50)
     assert len(records) == 50 == message_count(kafka_settings)
@@ -331,8 +332,39 @@ def test_publish_sends_json_keyed_by_actor(kafka_settings: Settings, unique: str
         record = by_event[a.event_id]
         assert record.key == a.actor.encode()
         assert json.loads(record.value) == a.to_json_dict()
+        assert dict(record.headers)["content-type"] == b"application/json"
     partitions_of_a0 = {r.partition for r in records if r.key == b"a0"}
     assert len(partitions_of_a0) == 1  # one actor, one partition: its order is kept
+
+
+def test_publish_many_sends_packs_each_activity_in_its_actors_partition(
+    kafka_settings: Settings, unique: str
+) -> None:
+    acts = [
+        Activity(actor=f"a{i % 7}", type="search", target=f"q{i}", attributes={"i": i})
+        for i in range(1200)
+    ]
+    with EventPublisher(kafka_settings) as events:
+        report = events.publish_many(acts)
+    assert report.sent == 1200
+    records = consume(kafka_settings, 1200)
+    assert all(is_pack(r.headers) for r in records)
+    # packs of one partition, at most PACK_MAX_EVENTS each: 7 actors over 3 partitions
+    assert 3 <= len(records) == message_count(kafka_settings) < 1200
+    lines = [(r.partition, json.loads(line)) for r in records for line in r.value.split(b"\n")]
+    assert sorted(d["event_id"] for _, d in lines) == sorted(a.event_id for a in acts)
+    partitions = list(range(kafka_settings.topic_partitions))
+    for partition, data in lines:  # where a single message keyed by the actor would go
+        assert partition == partition_of(data["actor"].encode(), partitions)
+    for actor in {a.actor for a in acts}:  # and in the order published
+        sent = [a.event_id for a in acts if a.actor == actor]
+        read = [
+            d["event_id"]
+            for r in sorted(records, key=lambda r: r.offset)
+            for d in (json.loads(line) for line in r.value.split(b"\n"))
+            if d["actor"] == actor
+        ]
+        assert read == sent
 
 
 def test_publish_many_with_one_bad_activity_sends_nothing(

@@ -30,6 +30,7 @@ from footfall._clickhouse import ClickHouse, connect
 from footfall._dynamodb import DynamoDB
 from footfall._kafka import KafkaBridge
 from footfall._synthetic import synthetic_activities
+from footfall._wire import PACK_HEADERS
 from footfall.cli import app
 from footfall.services import free_port
 from ingest import EventPublisher, Tracker
@@ -338,6 +339,39 @@ def test_poison_goes_to_the_dlq_with_reasons_and_good_events_around_it_arrive(
     assert all(reasons) and any("JSON" in r for r in reasons) and any("UTF-8" in r for r in reasons)
 
 
+def test_a_pack_writes_its_good_lines_and_dead_letters_each_bad_one(
+    stack: tuple[Settings, ClickHouse, Worker],
+) -> None:
+    settings, ch, worker = stack
+    good = [Activity(actor=f"k{i}", type="pack-neighbours", target="/g") for i in range(30)]
+    bad = [b"{not json in a pack", json.dumps({"actor": "in-a-pack"}).encode()]
+    lines = [g.to_json() for g in good]
+    pack = b"\n".join([*lines[:10], bad[0], *lines[10:20], bad[1], *lines[20:]])
+    assert settings.kafka is not None
+    bridge = KafkaBridge(settings.kafka)
+    producer = bridge.producer()
+
+    async def send() -> None:
+        topic = settings.topic("events")
+        for value in (pack, b""):  # and an empty pack
+            await (await producer.send(topic, value, headers=list(PACK_HEADERS)))
+
+    try:
+        bridge.run(send(), timeout=120)
+    finally:
+        bridge.close()
+    wait_for(lambda: counts_by_type(ch).get("pack-neighbours") == 30, "the pack's rows", worker)
+    letters = read_topic(settings, settings.topic("dlq"), 100)
+    ours = {
+        r.value: dict(r.headers)["footfall-reason"].decode()
+        for r in letters
+        if r.value in bad or b"empty pack" in dict(r.headers)["footfall-reason"]
+    }
+    assert set(ours) == {*bad, b""}
+    assert ours[bad[0]].startswith("line 11: not valid JSON")
+    assert ours[bad[1]].startswith("line 22: missing field(s)")
+
+
 def test_lag_and_freshness_are_observable(
     stack: tuple[Settings, ClickHouse, Worker], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -428,22 +462,23 @@ def test_worker_killed_three_times_mid_stream_loses_and_duplicates_nothing(
     try:
         worker.start()
 
-        def produce() -> None:
+        def produce() -> None:  # paced over about a minute: the kills land mid-stream
             with EventPublisher(settings) as publisher:
-                for start in range(0, len(events), 500):
-                    publisher.publish_many(events[start : start + 500])
-                    time.sleep(0.05)
-            for start in range(0, len(stored), 1000):
-                record(settings, stored[start : start + 1000])
+                for i, start in enumerate(range(0, len(events), 75)):
+                    publisher.publish_many(events[start : start + 75], pack=i % 2 == 0)
+                    time.sleep(0.6)
+            for start in range(0, len(stored), 250):
+                record(settings, stored[start : start + 250])
+                time.sleep(0.3)
 
         producer = threading.Thread(target=produce)
         producer.start()
         for _ in range(3):  # kill mid-stream, each time after it made some progress
             before = scalar(ch, "SELECT count() FROM activities") if table_exists(ch) else 0
-            wait_for(
+            wait_for(  # (a machine slow to restart the worker may see the stream end first)
                 lambda b=before: (
-                    table_exists(ch)  # type: ignore[misc]
-                    and scalar(ch, "SELECT count() FROM activities") > b
+                    not producer.is_alive()  # type: ignore[misc]
+                    or (table_exists(ch) and scalar(ch, "SELECT count() FROM activities") > b)
                 ),
                 "progress",
                 worker,
