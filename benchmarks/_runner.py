@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
+import signal
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -73,6 +76,24 @@ def _console() -> Console:
     return console if console.is_terminal else Console(width=180)
 
 
+@contextlib.contextmanager
+def stopped_by_sigterm() -> Iterator[None]:
+    """While inside, SIGTERM exits as Ctrl-C would, through `finally` blocks, so the services a
+    run started are stopped (Python's default for SIGTERM ends the process where it stands)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a handler
+        return
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(
     *,
     quick: bool = False,
@@ -90,20 +111,21 @@ def run(
     bench = Bench(quick=quick, services=services, work=work, console=console)
     rows: list[CaseResult] = []
     failed: list[str] = []
-    try:
-        for case in cases:
-            console.rule(f"{case.name} ({'quick' if quick else 'full'})")
-            case_started = time.perf_counter()
-            try:
-                rows.extend(case.run(bench))
-            except Exception:
-                log.exception("case %s failed", case.name)
-                console.print_exception(max_frames=8)
-                failed.append(case.name)
-            console.log(f"{case.name}: {time.perf_counter() - case_started:.1f}s")
-    finally:
-        services.close()
-        shutil.rmtree(work, ignore_errors=True)
+    with stopped_by_sigterm():
+        try:
+            for case in cases:
+                console.rule(f"{case.name} ({'quick' if quick else 'full'})")
+                case_started = time.perf_counter()
+                try:
+                    rows.extend(case.run(bench))
+                except Exception:
+                    log.exception("case %s failed", case.name)
+                    console.print_exception(max_frames=8)
+                    failed.append(case.name)
+                console.log(f"{case.name}: {time.perf_counter() - case_started:.1f}s")
+        finally:
+            services.close()
+            shutil.rmtree(work, ignore_errors=True)
     info = machine(
         mode="quick" if quick else "full",
         started=started_at,

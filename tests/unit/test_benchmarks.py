@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import time
 
 import pytest
 
 from benchmarks import CASES, CaseResult, Goal, Side
 from benchmarks._harness import alternate, percentile, repeat
 from benchmarks._report import margin, markdown, results_json
-from benchmarks._runner import select
+from benchmarks._runner import select, stopped_by_sigterm
 from benchmarks._worker_memory import memory_results
 
 KEYS = [
@@ -225,3 +228,16 @@ def test_markdown_table_has_a_row_per_case_and_names_the_machine() -> None:
     assert len(rows) == 1 + len(results)  # the header and one per case
     assert rows[1].startswith("| hand-off |") and rows[1].endswith("| yes |")
     assert rows[2].endswith("| **no** |")
+
+
+def test_sigterm_during_a_run_unwinds_through_finally_so_services_stop() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    unwound = []
+    with pytest.raises(SystemExit) as caught, stopped_by_sigterm():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs here, at once
+        finally:
+            unwound.append(True)
+    assert caught.value.code == 128 + signal.SIGTERM and unwound == [True]
+    assert signal.getsignal(signal.SIGTERM) is before
