@@ -8,7 +8,9 @@
 -- @param end             DateTime64(3, 'UTC')   window end (exclusive)
 -- @param window_seconds  UInt32 = 86400         how long after steps[1] the later steps count
 
--- Cost: as top_targets, FINAL's merge of overlapping parts dominates (see the notes there).
+-- Cost: as top_targets, FINAL's merge of overlapping parts dominates (see the notes there);
+-- one part per partition (compaction) took it from 3,025 to 821 ms on 10M rows. The type
+-- filter `has(steps, type)` is used by the primary key (505 of 1,181 granules of a week).
 WITH per_actor AS (
     SELECT
         actor,
