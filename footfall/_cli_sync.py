@@ -41,16 +41,26 @@ def worker(
     metrics_host: Annotated[str, typer.Option(help="Address /metrics binds to.")] = "127.0.0.1",
     max_rows: Annotated[int, typer.Option(help="Rows per ClickHouse insert at most.")] = 20_000,
     max_wait: Annotated[float, typer.Option(help="Seconds a row may wait for its batch.")] = 0.25,
+    idle_cut: Annotated[
+        float, typer.Option(help="Write a batch once its input paused this many seconds.")
+    ] = 0.02,
+    rollup_interval: Annotated[
+        float, typer.Option(help="Seconds between daily-rollup refreshes under load.")
+    ] = 1.0,
     relay: Annotated[bool, typer.Option(help="Run the DynamoDB Streams relay (leader).")] = True,
     loglevel: Annotated[str, typer.Option(help="Faust's log level.")] = "warning",
 ) -> None:
-    """Run a Faust sync worker (more processes = more partitions in parallel)."""
+    """Run a Faust sync worker (more processes = more partitions in parallel).
+
+    The defaults are `sync.SyncOptions`' (a test keeps them equal)."""
     from sync._worker import run_worker
     from sync.app import SyncOptions
 
     options = SyncOptions(
         max_rows=max_rows,
         max_wait_s=max_wait,
+        idle_cut_s=idle_cut,
+        rollup_interval_s=rollup_interval,
         relay=relay,
         metrics_port=metrics_port,
         metrics_host=metrics_host,

@@ -58,11 +58,13 @@ class RollupKeeper:
         ch: ClickHouse,
         *,
         interval_s: float = 1.0,
+        idle_gap_s: float = 0.25,
         margin_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ch = ch
         self.interval_s = interval_s
+        self.idle_gap_s = idle_gap_s  # a trickle is idle between its batches: not per batch
         self.margin = timedelta(seconds=margin_s)
         self._clock = clock
         self._lock = threading.Lock()  # one refresh at a time
@@ -81,9 +83,12 @@ class RollupKeeper:
         self._dirty = True
 
     def due(self, *, idle: bool = False) -> bool:
-        """Whether a refresh should run now: something to do, and the input is idle or
-        `interval_s` passed since the last one started."""
-        return self._dirty and (idle or self._clock() - self._last >= self.interval_s)
+        """Whether a refresh should run now: something to do, and `interval_s` passed since the
+        last one started, or only `idle_gap_s` if the input is idle."""
+        if not self._dirty:
+            return False
+        elapsed = self._clock() - self._last
+        return elapsed >= self.interval_s or (idle and elapsed >= self.idle_gap_s)
 
     def flush(self) -> None:
         """Refresh now if anything was written: afterwards the rollup reflects every row that

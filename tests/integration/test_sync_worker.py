@@ -42,7 +42,7 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 class Worker:
     """`footfall sync worker` as a child process of its own session, killed by PID."""
 
-    def __init__(self, settings: Settings, home: Path) -> None:
+    def __init__(self, settings: Settings, home: Path, *options: str) -> None:
         self.env = {
             **os.environ,
             "FOOTFALL_DYNAMODB_ENDPOINT": str(settings.dynamodb_endpoint),
@@ -59,6 +59,7 @@ class Worker:
         self.metrics_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.options = list(options) or ["--max-wait", "0.1"]
 
     def start(self) -> None:
         self.starts += 1
@@ -72,8 +73,7 @@ class Worker:
                     "worker",
                     "--metrics-port",
                     str(self.metrics_port),
-                    "--max-wait",
-                    "0.1",
+                    *self.options,
                     "--loglevel",
                     "warning",
                 ],
@@ -441,6 +441,38 @@ def read_topic(settings: Settings, topic: str, n: int) -> list[Any]:
         return bridge.run(read(), timeout=120)
     finally:
         bridge.close()
+
+
+def test_what_the_worker_caught_up_with_is_written_without_waiting_for_a_cut(
+    dynamodb_endpoint: str,
+    kafka_broker: str,
+    clickhouse_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # no age cut and no idle cut for two minutes: only "caught up, writer free" writes sooner
+    name = uuid.uuid4().hex[:8]
+    admin = connect(load_settings(clickhouse_url=clickhouse_url))
+    admin.command(f"CREATE DATABASE quick_{name}")
+    url = clickhouse_url.rsplit("/", 1)[0] + f"/quick_{name}"
+    settings = pipeline_settings(dynamodb_endpoint, kafka_broker, url, f"q{name}")
+    slow = ["--max-wait", "120", "--idle-cut", "120", "--no-relay"]
+    worker = Worker(settings, tmp_path_factory.mktemp("quick-worker"), *slow)
+    ch = connect(settings)
+    try:
+        worker.start()
+        with EventPublisher(settings) as publisher:
+            publisher.publish(Activity(actor="quick", type="caught-up", target="/q"))
+        wait_for(
+            lambda: table_exists(ch) and counts_by_type(ch).get("caught-up") == 1,
+            "the event to be written",
+            worker,
+            timeout=90,
+        )
+    finally:
+        worker.stop()
+        ch.close()
+        admin.command(f"DROP DATABASE IF EXISTS quick_{name} SYNC")
+        admin.close()
 
 
 def test_worker_killed_three_times_mid_stream_loses_and_duplicates_nothing(

@@ -1,4 +1,4 @@
-"""When the rollup keeper refreshes: coalesced under load, at once when idle, never when clean."""
+"""When the rollup keeper refreshes: coalesced under load, soon when idle, never when clean."""
 
 from __future__ import annotations
 
@@ -44,7 +44,20 @@ def test_an_idle_input_gets_its_refresh_without_waiting_for_the_interval() -> No
     k = keeper(clock)
     k.refresh()
     k.mark()
+    clock.now += 0.25
     assert not k.due() and k.due(idle=True)
+
+
+def test_a_trickle_idle_between_its_batches_is_refreshed_at_most_every_idle_gap() -> None:
+    clock = Clock()
+    k = keeper(clock)
+    k.refresh()
+    for _ in range(20):  # a batch every 10 ms, the input idle in between
+        clock.now += 0.01
+        k.mark()
+        assert not k.due(idle=True)
+    clock.now += 0.05
+    assert k.due(idle=True)
 
 
 def test_nothing_written_means_nothing_to_refresh() -> None:
@@ -67,4 +80,5 @@ def test_a_failed_refresh_stays_due() -> None:
     k._refresh = fail  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
         k.refresh()
+    clock.now += 0.25
     assert k.dirty and k.due(idle=True)
