@@ -29,7 +29,7 @@ from footfall._settings import Settings, load_settings
 
 from ._diagnose import diagnose
 from ._errors import FreshnessUnsupported, ParameterError, ScanRefused
-from ._frames import items_to_arrow, items_to_rows, to_polars
+from ._frames import items_to_arrow, items_to_polars, items_to_rows, to_polars
 from ._named import named_query
 from ._params import check_parameters
 from ._plan import Operand, PointRead, Route
@@ -114,7 +114,7 @@ class Footfall:
         _check_count("n", n)
         _key(actor=actor, type=type)
         items = actor_items(self.dynamodb, actor, activity_type=type, limit=n)
-        return to_polars(items_to_arrow(items))
+        return items_to_polars(items)
 
     def actor_range(
         self,
@@ -131,7 +131,7 @@ class Footfall:
         items = actor_items(
             self.dynamodb, actor, activity_type=type, start=start, end=end, limit=limit
         )
-        return to_polars(items_to_arrow(items))
+        return items_to_polars(items)
 
     def target_range(
         self, type: str, target: str, start: datetime, end: datetime, limit: int | None = None
@@ -149,7 +149,7 @@ class Footfall:
             end=end,
             limit=limit,
         )
-        return to_polars(items_to_arrow(items))
+        return items_to_polars(items)
 
     # -- SQL -----------------------------------------------------------------------------------
 
@@ -169,7 +169,10 @@ class Footfall:
         fresh: bool = False,
     ) -> polars.DataFrame:
         """Run one read-only SELECT on the store the router picks (or `route` forces)."""
-        return to_polars(self.sql_arrow(text, parameters, route=route, fresh=fresh))
+        stmt, params, decided, plan = self._route(text, parameters, route)
+        if plan is not None:
+            return items_to_polars(self._point_items(plan, params), plan.columns)
+        return to_polars(self._clickhouse_answer(stmt, params, decided, fresh))
 
     def sql_arrow(
         self,
@@ -180,26 +183,10 @@ class Footfall:
         fresh: bool = False,
     ) -> pyarrow.Table:
         """`sql()` as an Arrow table."""
-        if route not in ("auto", "dynamodb", "clickhouse"):
-            raise ParameterError("route", "auto|dynamodb|clickhouse", route, "unknown route")
-        stmt = parse_statement(text)
-        params = check_parameters(stmt.placeholders, parameters)
-        decided, plan = self._decide(stmt, params)
-        if route == "dynamodb" and plan is None:
-            raise ScanRefused(decided.reason)
-        if route == "clickhouse" and plan is not None:
-            decided, plan = clickhouse_route(stmt, self.database, "route='clickhouse' asked"), None
+        stmt, params, decided, plan = self._route(text, parameters, route)
         if plan is not None:
-            log.debug("dynamodb route (%s): %s", decided.index, decided.reason)
-            return self._point_read(plan, params)
-        log.debug("clickhouse route: %s", decided.reason)
-        sql = decided.sql or with_final(stmt, self.database)
-        if fresh:
-            actor = actor_scope(stmt, self.database)
-            if actor is None:
-                raise FreshnessUnsupported("the query is not scoped to one actor")
-            sql, params = self._freshen(stmt, sql, params, actor.value(params))
-        return self._run(stmt, sql, params)
+            return items_to_arrow(self._point_items(plan, params), plan.columns)
+        return self._clickhouse_answer(stmt, params, decided, fresh)
 
     def named(self, name: str, /, *, fresh: bool = False, **parameters: Any) -> polars.DataFrame:
         """Run the named query `name` (see `query.named_queries()`) on ClickHouse."""
@@ -226,7 +213,38 @@ class Footfall:
             parameters=params,
         )
 
-    def _point_read(self, plan: PointRead, params: Mapping[str, Any]) -> pyarrow.Table:
+    def _route(
+        self, text: str, parameters: Mapping[str, Any] | None, route: RouteChoice
+    ) -> tuple[Statement, dict[str, Any], Route, PointRead | None]:
+        """The statement, its checked parameters, where it runs and, for DynamoDB, the plan."""
+        if route not in ("auto", "dynamodb", "clickhouse"):
+            raise ParameterError("route", "auto|dynamodb|clickhouse", route, "unknown route")
+        stmt = parse_statement(text)
+        params = check_parameters(stmt.placeholders, parameters)
+        decided, plan = self._decide(stmt, params)
+        if route == "dynamodb" and plan is None:
+            raise ScanRefused(decided.reason)
+        if route == "clickhouse" and plan is not None:
+            decided, plan = clickhouse_route(stmt, self.database, "route='clickhouse' asked"), None
+        if plan is not None:
+            log.debug("dynamodb route (%s): %s", decided.index, decided.reason)
+        else:
+            log.debug("clickhouse route: %s", decided.reason)
+        return stmt, params, decided, plan
+
+    def _clickhouse_answer(
+        self, stmt: Statement, params: dict[str, Any], decided: Route, fresh: bool
+    ) -> pyarrow.Table:
+        sql = decided.sql or with_final(stmt, self.database)
+        if fresh:
+            actor = actor_scope(stmt, self.database)
+            if actor is None:
+                raise FreshnessUnsupported("the query is not scoped to one actor")
+            sql, params = self._freshen(stmt, sql, params, actor.value(params))
+        return self._run(stmt, sql, params)
+
+    def _point_items(self, plan: PointRead, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The items a point read's plan selects: one Query (per write shard)."""
         start, end = plan.time_range(params)
         limit = None if plan.limit is None else int(plan.limit.value(params))
         actor, kind, target = (
@@ -256,7 +274,7 @@ class Footfall:
                 newest_first=plan.newest_first,
                 limit=limit,
             )
-        return items_to_arrow(items, plan.columns)
+        return items
 
     def _freshen(
         self, stmt: Statement, sql: str, params: dict[str, Any], actor: str

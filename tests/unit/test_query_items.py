@@ -11,10 +11,12 @@ import pyarrow as pa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import query
 import query._items as items_module
+from footfall import load_settings
 from footfall._synthetic import synthetic_activities
 from footfall._table import sort_key, to_dynamo
-from query._frames import items_to_arrow, items_to_rows
+from query._frames import items_to_arrow, items_to_polars, items_to_rows, to_polars
 from query._items import plain_row
 from sync._batch import rows_to_arrow
 from sync._items import row_from_item
@@ -186,3 +188,41 @@ def slow_arrow(items: list[dict[str, Any]]) -> pa.Table:
     """What a point read returned before its fast path: sync's rows and Arrow, six columns."""
     table = rows_to_arrow(items_to_rows(items))
     return table.select(["event_id", "actor", "type", "target", "ts", "attributes"])
+
+
+def test_frames_built_from_the_columns_equal_the_arrow_route() -> None:
+    items = [stored_item(a) for a in synthetic_activities(40, seed=4, end=NOW)]
+    items += [{**STORED, "actor": "ü"}, {"actor": "bob", "sk": "meta"}]
+    renamed = [("ts", "at"), ("attributes", "attrs"), ("event_id", "id")]
+    for chosen in (items, []):
+        for columns in (None, renamed):
+            frame = items_to_polars(chosen, columns)
+            assert frame.equals(to_polars(items_to_arrow(chosen, columns)))
+            assert frame.schema == to_polars(items_to_arrow(chosen, columns)).schema
+
+
+def test_point_reads_hand_polars_no_arrow_table() -> None:
+    """Converting an Arrow table runs on polars' thread pool: a point read's small frame is
+    built from its columns in the calling thread instead."""
+    items = [stored_item(a) for a in synthetic_activities(60, seed=6, actors=1, end=NOW)]
+    actor = items[0]["actor"]
+    reads = query.Footfall(load_settings(table="tbl"), dynamodb=StubStore(items))  # type: ignore[arg-type]
+    with mock.patch("polars.from_arrow", side_effect=AssertionError("an Arrow table")):
+        latest = reads.latest(actor, 50)
+        routed = reads.sql(
+            "SELECT event_id, ts AS at FROM activities WHERE actor = {a:String} "
+            "ORDER BY ts DESC LIMIT 50",
+            {"a": actor},
+        )
+    assert latest.height == 50 and latest["actor"].unique().to_list() == [actor]
+    assert routed.columns == ["event_id", "at"] and routed.height == 50
+
+
+class StubStore:
+    """A DynamoDB stand-in whose Query answers with the given items."""
+
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+
+    def query(self, *, limit: int | None = None, **_: Any) -> Any:
+        return iter(self.items[:limit])
