@@ -143,17 +143,31 @@ def compact(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List the partitions, compact nothing.")
     ] = False,
+    all_months: Annotated[
+        bool,
+        typer.Option("--all", help="The current month too (after a bulk load of history)."),
+    ] = False,
 ) -> None:
     """Merge each closed month of `activities` into one part, so FINAL reads it cheaply.
 
-    Run it from a scheduler (e.g. daily) or after a backfill; it rewrites each month it lists.
+    Run it from a scheduler (e.g. daily). `--all` merges the current month as well, as
+    `footfall sync backfill` does when it ends: worth it after loading history, wasted while a
+    worker keeps adding parts to the month. It rewrites each month it lists.
     """
     from ._clickhouse import connect
-    from ._compaction import compact_closed_partitions, compaction_candidates
+    from ._compaction import (
+        compact_after_load,
+        compact_closed_partitions,
+        compaction_candidates,
+    )
 
     with connect(load_settings()) as ch:
-        found = compaction_candidates(ch) if dry_run else compact_closed_partitions(ch)
-    table = Table("partition", "parts", "rows", title="closed months with several parts")
+        if dry_run:
+            found = compaction_candidates(ch, closed_only=not all_months)
+        else:
+            found = compact_after_load(ch) if all_months else compact_closed_partitions(ch)
+    which = "months" if all_months else "closed months"
+    table = Table("partition", "parts", "rows", title=f"{which} with several parts")
     for item in found:
         table.add_row(item.partition, f"{item.parts:,}", f"{item.rows:,}")
     out.print(table)

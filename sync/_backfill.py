@@ -49,6 +49,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, TypeVar
 
 from footfall._clickhouse import ClickHouse
+from footfall._compaction import compact_after_load
 from footfall._dynamodb import DynamoDB
 from footfall._errors import ConfigError, InvalidActivity, StoreError
 from footfall._rollup import days_of, refresh_rollup
@@ -133,6 +134,7 @@ class BackfillReport:
     segments: list[SegmentReport]
     duration_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    compacted: list[str] = field(default_factory=list)  # partitions merged at the end
 
     @property
     def items_scanned(self) -> int:
@@ -193,13 +195,17 @@ def backfill(
     page_size: int | None = None,
     progress: Progress | None = None,
     dynamodb: DynamoDB | None = None,
+    compact: bool = True,
 ) -> BackfillReport:
     """Copy every activity item of `settings.table` into `activities` (see the module doc).
 
     `checkpoints` is the relay's store: read (never written) to pin the hand-over. `progress`
     is called from the segment threads with (segment, items scanned so far in it) after each
     batch, every 1000 items and at the segment's end. Safe to run again and beside a running
-    sync worker: it only inserts versioned rows.
+    sync worker: it only inserts versioned rows. With `compact` (the default) it ends as a bulk
+    load should: each month of `activities` it left in several parts is merged into one
+    (`compact_after_load`), so reads with FINAL do not merge them at read time; a failed merge is
+    a warning, the rows are in.
     """
     if not 1 <= segments <= MAX_SEGMENTS:
         raise ConfigError("segments", segments, f"an integer in [1, {MAX_SEGMENTS}]")
@@ -226,6 +232,15 @@ def backfill(
             "changes in between may be lost: run `footfall sync reconcile`"
         )
         log.error("%s", report.warnings[-1])
+    if compact:
+        try:
+            report.compacted = [c.partition for c in compact_after_load(ch)]
+        except StoreError as exc:
+            report.warnings.append(
+                f"compaction after the backfill failed ({exc}); run "
+                "`footfall sync compact --all` later, reads are exact meanwhile"
+            )
+            log.warning("%s", report.warnings[-1])
     report.duration_s = time.monotonic() - began
     log.info(
         "backfill of %s: %s items scanned, %s rows written, %s skipped, %s invalid in %.1fs",

@@ -103,3 +103,40 @@ def test_cli_sync_compact_lists_then_compacts_closed_months(chdb_url: str) -> No
     assert "200103" in done.stdout
     with connect(settings) as ch:
         assert _parts(ch)["200103"] == 1
+
+
+def test_cli_sync_compact_all_includes_the_current_month(chdb_url: str) -> None:
+    """`footfall sync compact --all` merges the open month too, as a backfill does at its end."""
+    from typer.testing import CliRunner
+
+    from footfall.cli import app
+
+    settings = load_settings(clickhouse_url=chdb_url)
+    now = datetime.now(UTC)
+    month = f"{now:%Y%m}"
+    with connect(settings) as ch:
+        migrate(ch)
+        for part in range(2):
+            rows = [
+                _row(n, 3)._replace(
+                    event_id=f"cli-all-{part}-{n}", ts_ms=int(now.timestamp() * 1000)
+                )
+                for n in range(3)
+            ]
+            ch.insert_arrow("activities", rows_to_arrow(rows), dedup_token=None)
+    runner = CliRunner()
+    environ = {"FOOTFALL_CLICKHOUSE_URL": chdb_url}
+
+    listed = runner.invoke(app, ["sync", "compact", "--all", "--dry-run"], env=environ)
+    assert listed.exit_code == 0, listed.output
+    assert month in listed.stdout
+    closed_only = runner.invoke(app, ["sync", "compact"], env=environ)
+    assert closed_only.exit_code == 0, closed_only.output
+    with connect(settings) as ch:
+        assert _parts(ch)[month] >= 2
+
+    done = runner.invoke(app, ["sync", "compact", "--all"], env=environ)
+    assert done.exit_code == 0, done.output
+    assert month in done.stdout
+    with connect(settings) as ch:
+        assert _parts(ch)[month] == 1

@@ -19,7 +19,9 @@ import pytest
 from footfall import Activity, Settings, load_settings
 from footfall._activity import EARLIEST
 from footfall._clickhouse import ClickHouse
+from footfall._compaction import compact_after_load
 from footfall._dynamodb import DynamoDB
+from footfall._errors import StoreUnavailable
 from footfall._rollup import rollup_mismatches
 from ingest import Tracker
 from sync._backfill import BackfillReport, backfill, insert_rows
@@ -176,6 +178,48 @@ def test_backfill_copies_every_item_once_and_a_second_run_changes_nothing(
 
     assert again.rows_written == report.rows_written
     assert scalar(ch, "SELECT count() FROM activities") == raw_before  # same tokens: dropped
+    assert final(ch, kind) == stored(settings, kind)
+
+
+def test_a_backfill_ends_with_each_month_in_one_part_unless_told_not_to(
+    settings: Settings, ch: ClickHouse, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(settings, kind, 200)
+    parts = (
+        "SELECT max(n) FROM (SELECT partition_id, count() AS n FROM system.parts "
+        "WHERE database = currentDatabase() AND table = 'activities' AND active "
+        "GROUP BY partition_id)"
+    )
+    calls: list[ClickHouse] = []
+
+    def spy(handle: ClickHouse) -> Any:
+        calls.append(handle)
+        return compact_after_load(handle)
+
+    monkeypatch.setattr("sync._backfill.compact_after_load", spy)
+    ch.command("SYSTEM STOP MERGES activities")  # keep the small parts apart until asked
+    kept = run_backfill(settings, ch, segments=2, batch_rows=20, compact=False)
+    assert kept.compacted == [] and calls == []
+    assert scalar(ch, parts) > 1  # many small inserts, many parts
+    ch.command("SYSTEM START MERGES activities")
+
+    report = run_backfill(settings, ch, segments=2, batch_rows=20)
+    assert calls == [ch] and report.warnings == []  # (background merges may beat it to some)
+    assert scalar(ch, parts) == 1
+    assert final(ch, kind) == stored(settings, kind)
+
+
+def test_a_failed_compaction_after_a_backfill_is_a_warning_and_the_rows_stay(
+    settings: Settings, ch: ClickHouse, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record(settings, kind, 30)
+
+    def refuse(handle: ClickHouse) -> Any:
+        raise StoreUnavailable("ClickHouse", "connection refused")
+
+    monkeypatch.setattr("sync._backfill.compact_after_load", refuse)
+    report = run_backfill(settings, ch, segments=2)
+    assert len(report.warnings) == 1 and "footfall sync compact --all" in report.warnings[0]
     assert final(ch, kind) == stored(settings, kind)
 
 
