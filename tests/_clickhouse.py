@@ -1,4 +1,4 @@
-"""A scratch ClickHouse database per test: created fresh, dropped after."""
+"""A scratch ClickHouse database per test: created fresh, dropped after; its parts."""
 
 from __future__ import annotations
 
@@ -29,3 +29,13 @@ def scratch_database(
         handle.close()
         admin.command(f"DROP DATABASE IF EXISTS {name} SYNC")
         admin.close()
+
+
+def active_parts(ch: ClickHouse) -> dict[str, int]:
+    """Active parts of `activities` per partition id, in `ch`'s database."""
+    found = ch.query_arrow(
+        "SELECT partition_id, count() AS n FROM system.parts "
+        "WHERE database = currentDatabase() AND table = 'activities' AND active "
+        "GROUP BY partition_id"
+    )
+    return {row["partition_id"]: row["n"] for row in found.to_pylist()}

@@ -14,7 +14,7 @@ from footfall._compaction import Compacted, compact_closed_partitions, compactio
 from footfall._migrate import migrate
 from sync._batch import rows_to_arrow
 from sync._decode import Row
-from tests._clickhouse import scratch_database
+from tests._clickhouse import active_parts, scratch_database
 
 TODAY = date(2026, 11, 20)
 
@@ -30,15 +30,6 @@ def _row(n: int, month: int, *, version: int = 1, deleted: int = 0) -> Row:
     return Row(
         f"e{month}-{n}", f"a{n % 3}", "store-pageviews", "/p", ts, {}, "dynamodb", version, deleted
     )
-
-
-def _parts(ch: ClickHouse) -> dict[str, int]:
-    found = ch.query_arrow(
-        "SELECT partition_id, count() AS n FROM system.parts "
-        "WHERE database = currentDatabase() AND table = 'activities' AND active "
-        "GROUP BY partition_id"
-    )
-    return {row["partition_id"]: row["n"] for row in found.to_pylist()}
 
 
 def _final(ch: ClickHouse) -> list[tuple[str, int]]:
@@ -61,12 +52,16 @@ def test_closed_months_are_merged_into_one_part_each_with_the_same_answer(
         updates = [_row(1, month, version=2), _row(2, month, version=2, deleted=1)]
         ch.insert_arrow("activities", rows_to_arrow(updates), dedup_token=None)
     before = _final(ch)
-    assert _parts(ch) == {"202609": 3, "202610": 3, "202611": 3}
+    assert active_parts(ch) == {"202609": 3, "202610": 3, "202611": 3}
 
     done = compact_closed_partitions(ch, today=TODAY)
 
     assert done == [Compacted("202609", 3, 17), Compacted("202610", 3, 17)]
-    assert _parts(ch) == {"202609": 1, "202610": 1, "202611": 3}  # the open month is left alone
+    assert active_parts(ch) == {
+        "202609": 1,
+        "202610": 1,
+        "202611": 3,
+    }  # the open month is left alone
     assert _final(ch) == before
     assert len(before) == 27  # 10 per month, one deleted
     assert compaction_candidates(ch, today=TODAY) == []
@@ -96,13 +91,13 @@ def test_cli_sync_compact_lists_then_compacts_closed_months(chdb_url: str) -> No
     assert listed.exit_code == 0, listed.output
     assert "200103" in listed.stdout and "would compact" in listed.stderr
     with connect(settings) as ch:
-        assert _parts(ch)["200103"] == 2
+        assert active_parts(ch)["200103"] == 2
 
     done = runner.invoke(app, ["sync", "compact"], env=environ)
     assert done.exit_code == 0, done.output
     assert "200103" in done.stdout
     with connect(settings) as ch:
-        assert _parts(ch)["200103"] == 1
+        assert active_parts(ch)["200103"] == 1
 
 
 def test_cli_sync_compact_all_includes_the_current_month(chdb_url: str) -> None:
@@ -133,10 +128,10 @@ def test_cli_sync_compact_all_includes_the_current_month(chdb_url: str) -> None:
     closed_only = runner.invoke(app, ["sync", "compact"], env=environ)
     assert closed_only.exit_code == 0, closed_only.output
     with connect(settings) as ch:
-        assert _parts(ch)[month] >= 2
+        assert active_parts(ch)[month] >= 2
 
     done = runner.invoke(app, ["sync", "compact", "--all"], env=environ)
     assert done.exit_code == 0, done.output
     assert month in done.stdout
     with connect(settings) as ch:
-        assert _parts(ch)[month] == 1
+        assert active_parts(ch)[month] == 1

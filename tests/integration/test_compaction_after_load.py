@@ -18,7 +18,7 @@ from footfall._compaction import (
 )
 from sync._batch import rows_to_arrow
 from sync._decode import Row
-from tests._clickhouse import scratch_database
+from tests._clickhouse import active_parts, scratch_database
 
 # what the named queries' FINAL reads look like; the merge step's name in ClickHouse's plan
 TOP = "SELECT target, count() AS n FROM activities FINAL GROUP BY target ORDER BY target"
@@ -47,15 +47,6 @@ def _load(ch: ClickHouse, when: datetime) -> None:
         ch.insert_arrow("activities", rows_to_arrow(rows), dedup_token=None)
 
 
-def _parts(ch: ClickHouse) -> dict[str, int]:
-    found = ch.query_arrow(
-        "SELECT partition_id, count() AS n FROM system.parts "
-        "WHERE database = currentDatabase() AND table = 'activities' AND active "
-        "GROUP BY partition_id"
-    )
-    return {row["partition_id"]: row["n"] for row in found.to_pylist()}
-
-
 def _plan(ch: ClickHouse) -> str:
     return "\n".join(ch.query_arrow(f"EXPLAIN PIPELINE {TOP}").column("explain").to_pylist())
 
@@ -70,13 +61,13 @@ def test_every_month_the_current_one_too_becomes_one_part_and_final_stops_mergin
     _load(ch, now)
     current, old = f"{now:%Y%m}", "200103"
     before = ch.query_arrow(TOP).to_pylist()
-    assert _parts(ch) == {old: 3, current: 3}
+    assert active_parts(ch) == {old: 3, current: 3}
     assert MERGING in _plan(ch)  # FINAL merges the overlapping parts at read time
 
     done = compact_after_load(ch)
 
     assert done == [Compacted(old, 3, 20), Compacted(current, 3, 20)]
-    assert _parts(ch) == {old: 1, current: 1}
+    assert active_parts(ch) == {old: 1, current: 1}
     assert MERGING not in _plan(ch)  # one part per month: FINAL reads it without merging
     assert ch.query_arrow(TOP).to_pylist() == before
     assert sum(row["n"] for row in before) == 22  # 12 a month, one of them deleted
@@ -89,5 +80,5 @@ def test_the_scheduled_compaction_still_leaves_the_current_month_alone(ch: Click
     now = datetime(today.year, today.month, 15, 12, tzinfo=UTC)
     _load(ch, now)
     assert compact_closed_partitions(ch) == []
-    assert _parts(ch) == {f"{now:%Y%m}": 3}
+    assert active_parts(ch) == {f"{now:%Y%m}": 3}
     assert [c.partition for c in compaction_candidates(ch, closed_only=False)] == [f"{now:%Y%m}"]

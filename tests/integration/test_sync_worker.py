@@ -17,6 +17,7 @@ import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -443,6 +444,26 @@ def read_topic(settings: Settings, topic: str, n: int) -> list[Any]:
         bridge.close()
 
 
+@contextmanager
+def own_pipeline(
+    dynamodb_endpoint: str, kafka_broker: str, clickhouse_url: str, prefix: str
+) -> Iterator[tuple[Settings, ClickHouse]]:
+    """Settings of a pipeline of its own (table, topics, ClickHouse database), and a handle on
+    that database; the database is dropped afterwards."""
+    name = uuid.uuid4().hex[:8]
+    admin = connect(load_settings(clickhouse_url=clickhouse_url))
+    admin.command(f"CREATE DATABASE {prefix}_{name}")
+    url = clickhouse_url.rsplit("/", 1)[0] + f"/{prefix}_{name}"
+    settings = pipeline_settings(dynamodb_endpoint, kafka_broker, url, f"{prefix[0]}{name}")
+    ch = connect(settings)
+    try:
+        yield settings, ch
+    finally:
+        ch.close()
+        admin.command(f"DROP DATABASE IF EXISTS {prefix}_{name} SYNC")
+        admin.close()
+
+
 def test_what_the_worker_caught_up_with_is_written_without_waiting_for_a_cut(
     dynamodb_endpoint: str,
     kafka_broker: str,
@@ -450,29 +471,21 @@ def test_what_the_worker_caught_up_with_is_written_without_waiting_for_a_cut(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     # no age cut and no idle cut for two minutes: only "caught up, writer free" writes sooner
-    name = uuid.uuid4().hex[:8]
-    admin = connect(load_settings(clickhouse_url=clickhouse_url))
-    admin.command(f"CREATE DATABASE quick_{name}")
-    url = clickhouse_url.rsplit("/", 1)[0] + f"/quick_{name}"
-    settings = pipeline_settings(dynamodb_endpoint, kafka_broker, url, f"q{name}")
     slow = ["--max-wait", "120", "--idle-cut", "120", "--no-relay"]
-    worker = Worker(settings, tmp_path_factory.mktemp("quick-worker"), *slow)
-    ch = connect(settings)
-    try:
-        worker.start()
-        with EventPublisher(settings) as publisher:
-            publisher.publish(Activity(actor="quick", type="caught-up", target="/q"))
-        wait_for(
-            lambda: table_exists(ch) and counts_by_type(ch).get("caught-up") == 1,
-            "the event to be written",
-            worker,
-            timeout=90,
-        )
-    finally:
-        worker.stop()
-        ch.close()
-        admin.command(f"DROP DATABASE IF EXISTS quick_{name} SYNC")
-        admin.close()
+    with own_pipeline(dynamodb_endpoint, kafka_broker, clickhouse_url, "quick") as (settings, ch):
+        worker = Worker(settings, tmp_path_factory.mktemp("quick-worker"), *slow)
+        try:
+            worker.start()
+            with EventPublisher(settings) as publisher:
+                publisher.publish(Activity(actor="quick", type="caught-up", target="/q"))
+            wait_for(
+                lambda: table_exists(ch) and counts_by_type(ch).get("caught-up") == 1,
+                "the event to be written",
+                worker,
+                timeout=90,
+            )
+        finally:
+            worker.stop()
 
 
 def test_worker_killed_three_times_mid_stream_loses_and_duplicates_nothing(
@@ -481,57 +494,49 @@ def test_worker_killed_three_times_mid_stream_loses_and_duplicates_nothing(
     clickhouse_url: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    name = uuid.uuid4().hex[:8]
-    admin = connect(load_settings(clickhouse_url=clickhouse_url))
-    admin.command(f"CREATE DATABASE crash_{name}")
-    url = clickhouse_url.rsplit("/", 1)[0] + f"/crash_{name}"
-    settings = pipeline_settings(dynamodb_endpoint, kafka_broker, url, f"c{name}")
-    Tracker("x", settings).ensure_table()
-    worker = Worker(settings, tmp_path_factory.mktemp("crash-worker"))
     stored = list(synthetic_activities(3_000, seed=21, end=NOW, days=1))
     events = list(synthetic_activities(6_000, seed=22, end=NOW, days=1))
-    ch = connect(settings)
-    try:
-        worker.start()
-
-        def produce() -> None:  # paced over about a minute: the kills land mid-stream
-            with EventPublisher(settings) as publisher:
-                for i, start in enumerate(range(0, len(events), 75)):
-                    publisher.publish_many(events[start : start + 75], pack=i % 2 == 0)
-                    time.sleep(0.6)
-            for start in range(0, len(stored), 250):
-                record(settings, stored[start : start + 250])
-                time.sleep(0.3)
-
-        producer = threading.Thread(target=produce)
-        producer.start()
-        for _ in range(3):  # kill mid-stream, each time after it made some progress
-            before = scalar(ch, "SELECT count() FROM activities") if table_exists(ch) else 0
-            wait_for(  # (a machine slow to restart the worker may see the stream end first)
-                lambda b=before: (
-                    not producer.is_alive()  # type: ignore[misc]
-                    or (table_exists(ch) and scalar(ch, "SELECT count() FROM activities") > b)
-                ),
-                "progress",
-                worker,
-            )
-            worker.kill()
+    with own_pipeline(dynamodb_endpoint, kafka_broker, clickhouse_url, "crash") as (settings, ch):
+        Tracker("x", settings).ensure_table()
+        worker = Worker(settings, tmp_path_factory.mktemp("crash-worker"))
+        try:
             worker.start()
-        producer.join(300)
-        expected = Counter(a.type for a in stored + events)
-        wait_for(
-            lambda: counts_by_type(ch) == dict(expected),
-            "exact counts after crashes",
-            worker,
-            timeout=180,
-        )
-        assert worker.starts == 4
-        assert scalar(ch, "SELECT count() FROM activities FINAL") == len(stored) + len(events)
-    finally:
-        worker.stop()
-        ch.close()
-        admin.command(f"DROP DATABASE IF EXISTS crash_{name} SYNC")
-        admin.close()
+
+            def produce() -> None:  # paced over about a minute: the kills land mid-stream
+                with EventPublisher(settings) as publisher:
+                    for i, start in enumerate(range(0, len(events), 75)):
+                        publisher.publish_many(events[start : start + 75], pack=i % 2 == 0)
+                        time.sleep(0.6)
+                for start in range(0, len(stored), 250):
+                    record(settings, stored[start : start + 250])
+                    time.sleep(0.3)
+
+            producer = threading.Thread(target=produce)
+            producer.start()
+            for _ in range(3):  # kill mid-stream, each time after it made some progress
+                before = scalar(ch, "SELECT count() FROM activities") if table_exists(ch) else 0
+                wait_for(  # (a machine slow to restart the worker may see the stream end first)
+                    lambda b=before: (
+                        not producer.is_alive()  # type: ignore[misc]
+                        or (table_exists(ch) and scalar(ch, "SELECT count() FROM activities") > b)
+                    ),
+                    "progress",
+                    worker,
+                )
+                worker.kill()
+                worker.start()
+            producer.join(300)
+            expected = Counter(a.type for a in stored + events)
+            wait_for(
+                lambda: counts_by_type(ch) == dict(expected),
+                "exact counts after crashes",
+                worker,
+                timeout=180,
+            )
+            assert worker.starts == 4
+            assert scalar(ch, "SELECT count() FROM activities FINAL") == len(stored) + len(events)
+        finally:
+            worker.stop()
 
 
 def table_exists(ch: ClickHouse) -> bool:
