@@ -203,13 +203,7 @@ class Batcher(Generic[P]):
         """Add a row; returns a batch when this row filled it or (with `by_age`) the oldest row
         waited enough. A runner with a write in flight passes `by_age=False` and lets the batch
         grow until that write is done."""
-        if not self._rows:
-            self._started = self._clock()
-        self._rows.append(row)
-        self._positions.append(position)
-        if len(self._rows) >= self.max_rows:
-            return self.flush()
-        return self.poll() if by_age else None
+        return self.add_many((row,), position, by_age=by_age)
 
     def add_many(self, rows: Sequence[Row], position: P, *, by_age: bool = True) -> Batch[P] | None:
         """Add the rows of one position (a pack) to the same batch, which may so exceed

@@ -45,7 +45,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,17 +239,9 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
             lane.letters.discard(done)
             done.result()
 
-    async def dead_letter(
-        lane: _Lane,
-        key: bytes | None,
-        value: bytes | None,
-        position: EventPosition,
-        poison: Poison,
-        stream: Any,
-    ) -> None:
-        """Hand the record to the DLQ in the background; its offset is acknowledged once the
+    async def dead_letter(lane: _Lane, delivery: Coroutine[Any, Any, None]) -> None:
+        """Run a `deliver` (to the DLQ) in the background; its offset is acknowledged once the
         broker took it. The agent waits only while MAX_LETTERS_IN_FLIGHT are unacknowledged."""
-        delivery = deliver(lane, key, value, position, poison, stream)
         lane.letters.add(asyncio.ensure_future(delivery))
         await reap(lane)
         if len(lane.letters) >= MAX_LETTERS_IN_FLIGHT:
@@ -292,7 +284,7 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         async with lane.lock:
             lane.tracker.expect(position, len(poisons) + (1 if rows else 0))
             for line, poison in poisons:
-                await dead_letter(lane, event.key, line, position, poison, stream)
+                await dead_letter(lane, deliver(lane, event.key, line, position, poison, stream))
             if rows:  # by age only when no write is in flight
                 batch = lane.batcher.add_many(rows, position, by_age=lane.idle())
                 await submit(lane, batch, stream)
@@ -324,7 +316,8 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         decoded = lane.decode(event.value, position)
         async with lane.lock:
             if isinstance(decoded, Poison):
-                await dead_letter(lane, event.key, event.value, position, decoded, stream)
+                delivery = deliver(lane, event.key, event.value, position, decoded, stream)
+                await dead_letter(lane, delivery)
             elif isinstance(decoded, Row):  # by age only when no write is in flight
                 batch = lane.batcher.add(decoded, position, by_age=lane.idle())
                 await submit(lane, batch, stream)
