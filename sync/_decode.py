@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -39,7 +39,7 @@ from footfall import Activity, ConfigError, InvalidActivity, StoreError
 from footfall._activity import EARLIEST, LATEST
 from footfall._table import from_dynamo, sort_key
 
-from ._event_check import plain_event_ts_ms, plain_item
+from ._event_check import SCALAR_TEXT, future_limit, plain_event, plain_item
 
 __all__ = [
     "MAX_EVENT_BYTES",
@@ -163,19 +163,13 @@ def _json_default(value: object) -> object:
 _ENCODE: Final = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default
 ).encode
-_SCALAR_TEXT: Final[dict[type, Callable[[Any], str]]] = {
-    int: int.__repr__,  # what json.dumps writes, without its overhead
-    float: float.__repr__,
-    bool: lambda b: "true" if b else "false",
-    type(None): lambda _: "null",
-}
 
 
 def flatten_attributes(attributes: Mapping[str, Any]) -> dict[str, str]:
     """`Map(String, String)` values, keys sorted (the same map whichever source wrote it):
     strings as is, else compact JSON (sets as sorted lists, Decimals as int or float).
     Validates nothing: check the attributes with `Activity` first."""
-    text = _SCALAR_TEXT.get
+    text = SCALAR_TEXT.get
     return {
         k: v if type(v) is str else text(type(v), _ENCODE)(v) for k, v in sorted(attributes.items())
     }
@@ -194,7 +188,18 @@ def decode_event(
     silently dropped.
     """
     try:
-        return _event_row(value, now)
+        data = _parse_object(value)
+    except _Bad as exc:
+        return Poison(EventPosition(partition, offset), str(exc))
+    return decode_event_object(data, len(value or b""), partition=partition, offset=offset, now=now)
+
+
+def decode_event_object(
+    data: dict[str, Any], raw_bytes: int, *, partition: int, offset: int, now: datetime | None
+) -> Row | Poison:
+    """`decode_event` of an event already parsed from `raw_bytes` of JSON (a line of a pack)."""
+    try:
+        return _event_row(data, raw_bytes, now)
     except (_Bad, InvalidActivity) as exc:
         reason = str(exc)
     except (ValueError, OverflowError) as exc:  # datetime arithmetic at the edges of time
@@ -202,8 +207,7 @@ def decode_event(
     return Poison(EventPosition(partition, offset), reason)
 
 
-def _event_row(value: bytes | None, now: datetime | None) -> Row:
-    data = _parse_object(value)
+def _event_row(data: dict[str, Any], raw_bytes: int, now: datetime | None) -> Row:
     get = data.get
     if None in (get("event_id"), get("actor"), get("type"), get("target"), get("ts")):
         missing = ", ".join(f for f in _EVENT_FIELDS if get(f) is None)
@@ -218,20 +222,22 @@ def _event_row(value: bytes | None, now: datetime | None) -> Row:
         ts = datetime.fromisoformat(ts_text)
     except ValueError:
         raise _Bad(f"invalid ts {ts_text[:40]!r}: expected e.g. 2026-11-29T17:00:00.123Z") from None
-    attributes = data.get("attributes")
-    ts_ms = plain_event_ts_ms(data, ts, now, len(value or b""))
-    if ts_ms is None:  # not plainly valid: Activity decides (and says why not)
-        ts_ms = Activity(
-            actor=data["actor"],
-            type=data["type"],
-            target=data["target"],
-            ts=ts,
-            event_id=data["event_id"],
-            attributes=attributes,
-            now=now,
-        ).ts_ms
-    flat = flatten_attributes(attributes) if attributes else {}
     event_id, actor, type_, target = data["event_id"], data["actor"], data["type"], data["target"]
+    plain = plain_event(data, ts, future_limit(now), raw_bytes)
+    if plain is not None:
+        return Row(event_id, actor, type_, target, plain[0], plain[1], "kafka", 0, 0)
+    # not plainly valid: Activity decides (and says why not)
+    attributes = data.get("attributes")
+    ts_ms = Activity(
+        actor=actor,
+        type=type_,
+        target=target,
+        ts=ts,
+        event_id=event_id,
+        attributes=attributes,
+        now=now,
+    ).ts_ms
+    flat = flatten_attributes(attributes) if attributes else {}
     return Row(event_id, actor, type_, target, ts_ms, flat, "kafka", 0, 0)
 
 

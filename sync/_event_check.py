@@ -3,12 +3,13 @@
 `decode_event` holds every event to footfall's `Activity` rules. Constructing an `Activity` per
 event cost over a third of the sink agent's time, for events that are almost all plainly valid:
 ASCII identifiers and flat attributes of strings, small numbers, booleans and nulls.
-`plain_event_ts_ms` checks conditions that are *sufficient* for `Activity` to accept such an
-event and returns its `ts` in epoch ms; for anything else (non-ASCII text, nested attributes,
-numbers near DynamoDB's limits, a ts at the edges of time ...) it returns None and the caller
-builds the `Activity`, which decides and words the reason. So the fast path accepts nothing that
-`Activity` refuses, and rejects nothing by itself: the accepted and rejected inputs are exactly
-the same (`tests/unit/test_sync_event_check.py` checks that with generated inputs).
+`plain_event` checks conditions that are *sufficient* for `Activity` to accept such an event and
+returns its `ts` in epoch ms and its attributes flattened (checked and flattened in one pass);
+for anything else (non-ASCII text, nested attributes, numbers near DynamoDB's limits, a ts at the
+edges of time ...) it returns None and the caller builds the `Activity`, which decides and words
+the reason. So the fast path accepts nothing that `Activity` refuses, and rejects nothing by
+itself: the accepted and rejected inputs are exactly the same, and the rows the same
+(`tests/unit/test_sync_event_check.py` checks that with generated inputs).
 
 Pure: no I/O.
 """
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from footfall._activity import (
@@ -31,7 +33,7 @@ from footfall._activity import (
     RESERVED_ATTRIBUTES,
 )
 
-__all__ = ["plain_event_ts_ms", "plain_item"]
+__all__ = ["SCALAR_TEXT", "future_limit", "plain_event", "plain_item"]
 
 # fullmatch, unlike Activity's `^...$` (which also lets a trailing newline through): stricter
 _EVENT_ID: Final = re.compile(rf"[\x21-\x7e]{{1,{MAX_EVENT_ID_CHARS}}}")
@@ -44,26 +46,46 @@ _FLOAT_HIGH: Final = 1e125
 # overhead, and per attribute 1 byte plus at most 21 for its value: see _fits()
 _SIZE_OVERHEAD: Final = 203
 _PER_ATTRIBUTE: Final = 22
+_MS: Final = timedelta(milliseconds=1)
+# the `Map(String, String)` text of a scalar attribute value: what json.dumps writes for it,
+# without its overhead (strings are stored as they are)
+SCALAR_TEXT: Final[dict[type, Callable[[Any], str]]] = {
+    int: int.__repr__,
+    float: float.__repr__,
+    bool: lambda b: "true" if b else "false",
+    type(None): lambda _: "null",
+}
 
 
-def plain_event_ts_ms(
-    data: dict[str, Any], ts: datetime, now: datetime | None, raw_bytes: int
-) -> int | None:
-    """`ts` in epoch ms if `Activity` certainly accepts the event, else None (ask Activity).
+def future_limit(now: datetime | None) -> datetime:
+    """The latest `ts` Activity accepts at `now` (None: the current time): compute it once per
+    message or pack, not per event."""
+    return (datetime.now(UTC) if now is None else now) + MAX_FUTURE
 
-    `data` is the parsed event (its fields present, none unknown), `ts` its parsed `ts`, `now`
-    the clock of the 1-day future limit (None: the current time) and `raw_bytes` the size of the
-    JSON message it was parsed from.
+
+def plain_event(
+    data: dict[str, Any], ts: datetime, limit: datetime, raw_bytes: int
+) -> tuple[int, dict[str, str]] | None:
+    """(`ts` in epoch ms, the attributes flattened as `flatten_attributes` does) if `Activity`
+    certainly accepts the event, else None (ask Activity).
+
+    `data` is the parsed event (its fields present, none unknown), `ts` its parsed `ts`, `limit`
+    the latest acceptable ts (`future_limit`) and `raw_bytes` the size of the JSON it was parsed
+    from.
     """
     if not _plain_identity(data["event_id"], data["type"], data["actor"], data["target"]):
         return None
     attributes = data.get("attributes")
-    if attributes is not None and not (type(attributes) is dict and _plain(attributes)):
+    if attributes is None:
+        flat: dict[str, str] = {}
+    elif type(attributes) is dict and (plain := _plain_flat(attributes)) is not None:
+        flat = plain
+    else:
         return None
-    count = len(attributes) if attributes else 0
-    if 3 * raw_bytes + _SIZE_OVERHEAD + _PER_ATTRIBUTE * count > MAX_ITEM_BYTES:
+    if 3 * raw_bytes + _SIZE_OVERHEAD + _PER_ATTRIBUTE * len(flat) > MAX_ITEM_BYTES:
         return None
-    return _ts_ms(ts, now)
+    ts_ms = _ts_ms(ts, limit)
+    return None if ts_ms is None else (ts_ms, flat)
 
 
 def plain_item(
@@ -117,35 +139,44 @@ def _plain_key_part(value: object) -> bool:
 
 def _plain(attributes: dict[Any, Any]) -> bool:
     """Flat attributes with ASCII names and plainly storable scalar values."""
+    return _plain_flat(attributes) is not None
+
+
+def _plain_flat(attributes: dict[Any, Any]) -> dict[str, str] | None:
+    """The attributes flattened (names sorted, values as text), if their names are ASCII and
+    their values plainly storable scalars; else None."""
+    flat: dict[str, str] = {}
     for name, value in attributes.items():
         if not (type(name) is str and name and name.isascii() and name not in RESERVED_ATTRIBUTES):
-            return False
+            return None
         kind = type(value)
         if kind is str:
             if not value.isascii():
-                return False  # may hold a lone surrogate: let Activity look
-        elif kind is int:
+                return None  # may hold a lone surrogate: let Activity look
+            flat[name] = value
+            continue
+        if kind is int:
             if not -_INT_LIMIT < value < _INT_LIMIT:
-                return False
+                return None
         elif kind is float:
             if not (
                 value == 0.0 or (math.isfinite(value) and _FLOAT_LOW < abs(value) < _FLOAT_HIGH)
             ):
-                return False
+                return None
         elif not (value is None or kind is bool):
-            return False  # lists, maps, sets: Activity checks their depth and contents
-    return True
+            return None  # lists, maps, sets: Activity checks their depth and contents
+        flat[name] = SCALAR_TEXT[kind](value)
+    if len(flat) < 2:
+        return flat
+    return {name: flat[name] for name in sorted(flat)}
 
 
-def _ts_ms(ts: datetime, now: datetime | None) -> int | None:
+def _ts_ms(ts: datetime, limit: datetime) -> int | None:
     """Activity's ts rules on a plain UTC timestamp; None for anything unusual."""
     if ts.tzinfo is not UTC:
         return None  # other offsets, naive values: Activity converts or refuses them
-    ts = ts.replace(microsecond=ts.microsecond // 1000 * 1000)
-    if not EARLIEST <= ts < LATEST:
+    # Activity truncates to the ms first: the bounds are whole ms, and a ts within the ms after
+    # `limit` is left to Activity, so comparing the exact ts decides the same
+    if not (EARLIEST <= ts < LATEST and ts <= limit):
         return None
-    limit = (datetime.now(UTC) if now is None else now) + MAX_FUTURE
-    if ts > limit:
-        return None
-    delta = ts - EARLIEST
-    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    return (ts - EARLIEST) // _MS  # floored: the truncated ms

@@ -16,8 +16,8 @@ from footfall import Activity, InvalidActivity
 from footfall._activity import MAX_ITEM_BYTES
 from footfall._synthetic import synthetic_activities
 from footfall._table import sort_key, to_dynamo
-from sync._decode import Poison, Row, decode_event
-from sync._event_check import plain_event_ts_ms
+from sync._decode import Poison, Row, decode_event, flatten_attributes
+from sync._event_check import future_limit, plain_event
 from sync._items import row_from_item
 
 NOW = datetime(2026, 11, 29, 17, 0, tzinfo=UTC)
@@ -25,12 +25,13 @@ NOW = datetime(2026, 11, 29, 17, 0, tzinfo=UTC)
 
 def slow_decode(value: bytes) -> Row | Poison:
     """decode_event with the fast path switched off: every event goes through Activity."""
-    with mock.patch.object(decode_module, "plain_event_ts_ms", lambda *args: None):
+    with mock.patch.object(decode_module, "plain_event", lambda *args: None):
         return decode_event(value, partition=0, offset=0, now=NOW)
 
 
-def accepted(result: Row | Poison) -> Row | None:
-    return result if isinstance(result, Row) else None
+def accepted(result: Row | Poison) -> tuple[Row, list[tuple[str, str]]] | None:
+    """The row, and its attributes in order (a Map's order counts in ClickHouse)."""
+    return (result, list(result.attributes.items())) if isinstance(result, Row) else None
 
 
 # Text near every rule's edges: blank, whitespace, newlines, non-ASCII, lone surrogates, long.
@@ -185,8 +186,8 @@ def test_whatever_the_fast_check_passes_activity_accepts_with_the_same_time(
     except ValueError:
         return
     raw = json.dumps(event, ensure_ascii=False).encode("utf-8", "surrogatepass")
-    ts_ms = plain_event_ts_ms(event, ts, NOW, len(raw))
-    if ts_ms is not None:
+    plain = plain_event(event, ts, future_limit(NOW), len(raw))
+    if plain is not None:
         activity = Activity(
             actor=event["actor"],
             type=event["type"],
@@ -196,7 +197,8 @@ def test_whatever_the_fast_check_passes_activity_accepts_with_the_same_time(
             attributes=event.get("attributes"),
             now=NOW,
         )
-        assert activity.ts_ms == ts_ms
+        assert plain is not None and plain[0] == activity.ts_ms
+        assert list(plain[1].items()) == list(flatten_attributes(activity.attributes).items())
 
 
 def test_ordinary_events_take_the_fast_path() -> None:
@@ -205,7 +207,9 @@ def test_ordinary_events_take_the_fast_path() -> None:
         value = activity.to_json()
         event = json.loads(value)
         ts = datetime.fromisoformat(event["ts"])
-        assert plain_event_ts_ms(event, ts, NOW, len(value)) == activity.ts_ms
+        plain = plain_event(event, ts, future_limit(NOW), len(value))
+        assert plain is not None and plain[0] == activity.ts_ms
+        assert list(plain[1].items()) == list(flatten_attributes(activity.attributes).items())
         with mock.patch.object(decode_module, "Activity", side_effect=AssertionError):
             row = decode_event(value, partition=0, offset=0, now=NOW)
         assert isinstance(row, Row) and row == slow_decode(value)

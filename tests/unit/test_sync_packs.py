@@ -7,13 +7,13 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from footfall import Activity
 from footfall._wire import EVENT_HEADERS, PACK_HEADERS, is_pack, pack_lines
 from sync._batch import Batcher, OffsetTracker
-from sync._decode import EventPosition, Poison, decode_event
+from sync._decode import EventPosition, Poison, Row, decode_event
 from sync._packs import decode_pack
 
 NOW = datetime(2026, 11, 29, 12, tzinfo=UTC)
@@ -74,6 +74,72 @@ def test_a_bad_line_is_a_poison_of_its_own_and_the_good_lines_stay_rows() -> Non
     assert reasons[0].startswith("line 2: not valid JSON")
     assert reasons[1].startswith("line 5: missing field(s)")
     assert all(p.position == EventPosition(0, 42) for _, p in poisons)
+
+
+def line_by_line(value: bytes) -> tuple[list[Row], list[tuple[bytes, Poison]]]:
+    """The oracle: every non-blank line through decode_event, as a message of its own."""
+    rows: list[Row] = []
+    poisons: list[tuple[bytes, Poison]] = []
+    for number, line in enumerate(value.split(b"\n"), start=1):
+        if line.strip():
+            decoded = decode_event(line, partition=1, offset=5, now=NOW)
+            if isinstance(decoded, Row):
+                rows.append(decoded)
+            else:
+                poisons.append((line, Poison(decoded.position, f"line {number}: {decoded.reason}")))
+    return rows, poisons
+
+
+odd_lines = st.sampled_from(
+    [
+        b"",
+        b" ",
+        b"\x1c",  # whitespace to str.strip, not to bytes.strip
+        b"\r",
+        b"{}",
+        b"[]",
+        b"1",
+        b"{",
+        b"}",
+        b'{"a":1} {"b":2}',
+        b'{"a":1},{"b":2}',
+        b'{"a":[1',
+        b"2]}",
+        b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}",  # deeper than the recursion limit
+        b'{"actor":"\xc3\xbc"}',
+        b'{"actor":"\xff"}',
+        b'{"ts":NaN}',
+    ]
+)
+
+
+@st.composite
+def event_lines(draw: st.DrawFn) -> bytes:
+    """A form as producers send it, the same padded or spoilt, or something else entirely."""
+    i = draw(st.integers(0, 3))
+    form = Activity(actor=f"a{i}", type="pv", target="/p", ts=NOW, attributes={"i": i}).to_json()
+    padded = draw(st.sampled_from([b" ", b"\t", b"\r", b"\x1c", b""]))
+    return draw(
+        st.one_of(
+            st.just(form),
+            st.just(padded + form + padded),
+            st.just(form.replace(b'"pv"', '"ü"'.encode())),
+            st.just(form[: draw(st.integers(0, len(form)))]),
+            odd_lines,
+            st.binary(max_size=8),
+        )
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(event_lines(), min_size=1, max_size=6))
+def test_a_pack_decodes_exactly_as_its_lines_one_by_one(lines: list[bytes]) -> None:
+    """The pack's own parse (one text, the JSON scanner) changes no row and no reason."""
+    value = b"\n".join(lines)
+    expected = line_by_line(value)
+    if expected == ([], []):
+        return  # the empty pack: its own test
+    assert decode_pack(value, partition=1, offset=5, now=NOW) == expected
 
 
 @pytest.mark.parametrize("value", [None, b"", b"\n\n \n"])
