@@ -19,7 +19,8 @@ Each input has at most one batch being written at a time, in the background: the
 decoding into the next batch, which is cut when the write is done (or when it is full: then the
 agent waits for the write). So batches grow with the write's latency - a backlog after an outage is
 written in few large inserts, not in many small ones cut by age - and memory stays bounded by
-`max_rows` per input plus Faust's stream buffer while ClickHouse is away. Poison is handed to the
+`max_rows` per input plus Faust's stream buffer and aiokafka's fetched records (up to
+`fetch_bytes_per_partition` each) while ClickHouse is away. Poison is handed to the
 DLQ producer the same way: the agent goes on, and the poison's offset is acknowledged when the
 broker took the dead letter (at most `MAX_LETTERS_IN_FLIGHT` per input wait at a time). A batch is
 also cut as soon as the agent has taken everything Faust fetched (its stream's buffer is empty)
