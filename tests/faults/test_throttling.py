@@ -149,11 +149,13 @@ def test_record_many_under_throttling_stores_every_activity_once_and_reports_eve
         assert report == WriteReport(
             written=len(fresh), duplicates=len(resent), failed=[], retries=faults
         )
-        assert faults > 0  # the plan did inject faults into this batch
         sent.extend(fresh)
         figures.update(sent=len(fresh) + len(resent), retries=report.retries, faults=faults)
         figures.update({f"{op}:{kind}": n for (op, kind), n in proxy.counts.faults.items()})
     proxy.set_plan(FaultPlan())
+    # the plans did inject faults into the writes (over the run: a batch of 200 is ~8 write
+    # calls over 16 threads, and one in about 30 batches drew none, which failed CI)
+    assert figures["faults"] > 0
     assert_stored_exactly_once(direct, prefix, sent)
     log.warning(
         "throttling figures: %d activities sent (%d unique), %d stored, 0 duplicates, 0 lost, "
