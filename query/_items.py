@@ -68,20 +68,20 @@ def plain_row(item: Mapping[str, Any]) -> PlainRow | None:
         plain = {k: v if type(v) is str else from_dynamo(v) for k, v in attributes.items()}
     except (ArithmeticError, ValueError):  # Infinity, sNaN: the decoder says why
         return None
-    plain_item, flatten_attributes = _sync_rules()
-    if not plain_item(actor, type_, target, event_id, plain):
+    flat = _plain_item()(actor, type_, target, event_id, plain)
+    if flat is None:
         return None
-    return event_id, actor, type_, target, ts_ms, flatten_attributes(plain)
+    return event_id, actor, type_, target, ts_ms, flat
 
 
 @cache
-def _sync_rules() -> tuple[Callable[..., bool], Callable[[Mapping[str, Any]], dict[str, str]]]:
-    """sync's fast acceptance check of stored items and its attribute flattening (imported on
-    first use: `query` imports without sync's dependencies until a point read needs them)."""
-    from sync._decode import flatten_attributes
+def _plain_item() -> Callable[..., dict[str, str] | None]:
+    """sync's fast acceptance check of stored items, which also flattens their attributes
+    (imported on first use: `query` imports without sync's dependencies until a point read
+    needs them)."""
     from sync._event_check import plain_item
 
-    return plain_item, flatten_attributes
+    return plain_item
 
 
 def activity_columns(

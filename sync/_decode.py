@@ -351,7 +351,8 @@ def _item_row(item: dict[str, Any], sk: str, bump: int) -> Row:
     except ArithmeticError:  # Infinity, sNaN
         raise _Bad("attributes hold a number that is not finite") from None
     actor, type_, target, event_id = item["actor"], item["type"], item["target"], item["event_id"]
-    if not plain_item(actor, type_, target, event_id, plain):  # else Activity decides, says why
+    flat = plain_item(actor, type_, target, event_id, plain)
+    if flat is None:  # not plainly valid: Activity decides (and says why not)
         Activity(
             actor=actor,
             type=type_,
@@ -361,9 +362,9 @@ def _item_row(item: dict[str, Any], sk: str, bump: int) -> Row:
             attributes=plain,
             now=_STORED,  # a stored activity was accepted once
         )
+        flat = flatten_attributes(plain)
     if sk != sort_key(ts_ms, event_id):
         raise _Bad(f"sort key {sk!r} does not match ts {ts_ms} and event_id {event_id!r}")
-    flat = flatten_attributes(plain)
     return Row(event_id, actor, type_, target, ts_ms, flat, "dynamodb", version, bump)
 
 

@@ -58,8 +58,7 @@ SCALAR_TEXT: Final[dict[type, Callable[[Any], str]]] = {
 
 
 def future_limit(now: datetime | None) -> datetime:
-    """The latest `ts` Activity accepts at `now` (None: the current time): compute it once per
-    message or pack, not per event."""
+    """The latest `ts` Activity accepts at `now` (None: the current time)."""
     return (datetime.now(UTC) if now is None else now) + MAX_FUTURE
 
 
@@ -90,23 +89,23 @@ def plain_event(
 
 def plain_item(
     actor: object, type_: object, target: object, event_id: object, attributes: object
-) -> bool:
-    """True if `Activity` certainly accepts a stored item's fields (`attributes` as plain
-    Python values, `from_dynamo`'s output); False: build the Activity, which decides.
+) -> dict[str, str] | None:
+    """The attributes flattened (as `flatten_attributes` does) if `Activity` certainly accepts
+    a stored item's fields (`attributes` as plain Python values, `from_dynamo`'s output); None:
+    build the Activity, which decides.
 
     The point reads of `query` turn every item they read into a row this way; the item's `ts`
     is checked by the caller (a whole number of ms within Activity's range).
     """
-    if not (
-        _plain_identity(event_id, type_, actor, target)
-        and type(attributes) is dict
-        and _plain(attributes)
-    ):
-        return False
+    if not (_plain_identity(event_id, type_, actor, target) and type(attributes) is dict):
+        return None
+    flat = _plain_flat(attributes)
+    if flat is None:
+        return None
     # Activity.approximate_size() exactly, for ASCII text (characters are bytes)
     size = 3 * len(actor) + 2 * len(type_) + len(target) + 3 * len(event_id) + 200  # type: ignore[arg-type]
     size += 3 + sum(len(name) + 1 + _scalar_size(value) for name, value in attributes.items())
-    return size < MAX_ITEM_BYTES
+    return flat if size < MAX_ITEM_BYTES else None
 
 
 def _scalar_size(value: object) -> int:
@@ -135,11 +134,6 @@ def _plain_key_part(value: object) -> bool:
         and value.isascii()
         and not value.isspace()
     )
-
-
-def _plain(attributes: dict[Any, Any]) -> bool:
-    """Flat attributes with ASCII names and plainly storable scalar values."""
-    return _plain_flat(attributes) is not None
 
 
 def _plain_flat(attributes: dict[Any, Any]) -> dict[str, str] | None:
