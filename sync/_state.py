@@ -44,7 +44,17 @@ class ClickHouseCheckpoints:
             )
         )
 
-    def save(self, stream_arn: str, shard_id: str, sequence_number: str) -> None:
+    def load_drained(self, stream_arn: str) -> set[str]:
+        table = self.ch.query_arrow(
+            "SELECT shard FROM sync_checkpoints WHERE stream = {stream:String} "
+            "GROUP BY shard HAVING argMax(drained, version) = 1",
+            {"stream": stream_arn},
+        )
+        return set(table.column("shard").to_pylist())
+
+    def save(
+        self, stream_arn: str, shard_id: str, sequence_number: str, *, drained: bool = False
+    ) -> None:
         self.ch.insert_arrow(
             "sync_checkpoints",
             pa.table(
@@ -52,6 +62,7 @@ class ClickHouseCheckpoints:
                     "stream": [stream_arn],
                     "shard": [shard_id],
                     "sequence": [sequence_number],
+                    "drained": pa.array([int(drained)], pa.uint8()),
                     "version": pa.array([time.time_ns()], pa.uint64()),
                 }
             ),
@@ -95,7 +106,8 @@ class DeferredCheckpoints:
     def __init__(self, store: ClickHouseCheckpoints, *, eager: bool = True) -> None:
         self.store = store
         self.eager = eager
-        self._sequences: dict[tuple[str, str], str] = {}  # (stream, shard) -> newest pending
+        # (stream, shard) -> newest pending (sequence, drained)
+        self._sequences: dict[tuple[str, str], tuple[str, bool]] = {}
         self._trimmed: list[tuple[str, TrimmedRange]] = []
         self._lock = threading.Lock()  # the relay notes, a flush stores: maybe two threads
         self._flushing = threading.Lock()
@@ -109,12 +121,21 @@ class DeferredCheckpoints:
         """The stored checkpoints, overlaid with those still pending here (newer)."""
         stored = self.store.load(stream_arn)
         with self._lock:
-            pending = {k[1]: v for k, v in self._sequences.items() if k[0] == stream_arn}
+            pending = {k[1]: v[0] for k, v in self._sequences.items() if k[0] == stream_arn}
         return {**stored, **pending}
 
-    def save(self, stream_arn: str, shard_id: str, sequence_number: str) -> None:
+    def load_drained(self, stream_arn: str) -> set[str]:
+        """The stored drained shards, with those pending here."""
+        stored = self.store.load_drained(stream_arn)
         with self._lock:
-            self._sequences[(stream_arn, shard_id)] = sequence_number
+            pending = {k[1] for k, v in self._sequences.items() if k[0] == stream_arn and v[1]}
+        return stored | pending
+
+    def save(
+        self, stream_arn: str, shard_id: str, sequence_number: str, *, drained: bool = False
+    ) -> None:
+        with self._lock:
+            self._sequences[(stream_arn, shard_id)] = (sequence_number, drained)
         if self.eager:
             self.flush()
 
@@ -136,10 +157,10 @@ class DeferredCheckpoints:
                         self._trimmed.pop(0)
                 with self._lock:
                     pending = list(self._sequences.items())
-                for key, sequence in pending:
-                    self.store.save(*key, sequence)
+                for key, (sequence, drained) in pending:
+                    self.store.save(*key, sequence, drained=drained)
                     with self._lock:
-                        if self._sequences.get(key) == sequence:
+                        if self._sequences.get(key) == (sequence, drained):
                             del self._sequences[key]
         except StoreError as exc:
             log.warning("relay checkpoints kept pending (%s): %s", self.pending, exc)

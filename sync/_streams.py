@@ -39,11 +39,16 @@ log = logging.getLogger(__name__)
 
 
 class CheckpointStore(Protocol):
-    """Durable relay state: the last sequence number per shard handed on, and lost ranges."""
+    """Durable relay state: the last sequence number per shard handed on, which shards were
+    read to their end, and lost ranges."""
 
     def load(self, stream_arn: str) -> dict[str, str]: ...
 
-    def save(self, stream_arn: str, shard_id: str, sequence_number: str) -> None: ...
+    def load_drained(self, stream_arn: str) -> set[str]: ...
+
+    def save(
+        self, stream_arn: str, shard_id: str, sequence_number: str, *, drained: bool = False
+    ) -> None: ...
 
     def record_trimmed(self, stream_arn: str, trimmed: TrimmedRange) -> None: ...
 
@@ -117,7 +122,9 @@ class StreamRelay:
         self._committed: dict[str, str] = dict(checkpoints.load(self.stream_arn))
         self._iterators: dict[str, str] = {}  # shard -> next iterator
         self._handed: dict[str, str] = {}  # shard -> last sequence handed out (not committed)
-        self._drained: set[str] = set()
+        # Read to their end, by this relay or an earlier one: a drained shard that leaves the
+        # listing expired as every shard does, one that was not drained lost records.
+        self._drained: set[str] = set(checkpoints.load_drained(self.stream_arn))
         self._pending_trim: dict[str, TrimmedRange] = {}
         self.shard_refresh_s = shard_refresh_s
         self._shards: list[Any] | None = None  # the last listing, while fresh enough
@@ -137,10 +144,9 @@ class StreamRelay:
         )
         for lost in plan.vanished:
             self._report_trimmed(lost)
-            self._committed.pop(lost.shard_id, None)
+            self._forget(lost.shard_id)
         for shard_id in plan.forgettable:
-            self._drained.discard(shard_id)
-            self._iterators.pop(shard_id, None)
+            self._forget(shard_id)
         reads = []
         for start in plan.readable:
             read = self._read(start)
@@ -149,10 +155,15 @@ class StreamRelay:
         return reads
 
     def commit(self, read: ShardRead) -> None:
-        """The changes of `read` are durable downstream: store the shard's checkpoint."""
-        if read.last_sequence is not None:
-            self.checkpoints.save(self.stream_arn, read.shard_id, read.last_sequence)
-            self._committed[read.shard_id] = read.last_sequence
+        """The changes of `read` are durable downstream: store the shard's checkpoint (and, for
+        the read that found the shard's end, that it is drained)."""
+        sequence = read.last_sequence
+        if sequence is None and read.drained:
+            sequence = self._committed.get(read.shard_id)  # a shard never read has none: no
+            # checkpoint, so nothing can report it lost either
+        if sequence is not None:
+            self.checkpoints.save(self.stream_arn, read.shard_id, sequence, drained=read.drained)
+            self._committed[read.shard_id] = sequence
         if read.drained:
             self._drained.add(read.shard_id)
             self._iterators.pop(read.shard_id, None)
@@ -165,6 +176,12 @@ class StreamRelay:
             if not reads:
                 return
             yield from reads
+
+    def _forget(self, shard_id: str) -> None:
+        """Drop a shard that left the listing from memory (its stored rows stay, harmless)."""
+        for state in (self._committed, self._iterators, self._handed, self._pending_trim):
+            state.pop(shard_id, None)
+        self._drained.discard(shard_id)
 
     # -- I/O ---------------------------------------------------------------------------------
 
@@ -203,6 +220,9 @@ class StreamRelay:
             if shard_id in self._pending_trim:
                 first = str(records[0]["dynamodb"]["SequenceNumber"])
                 self._report_trimmed(self._pending_trim.pop(shard_id).until(first))
+        if next_iterator is None and shard_id in self._pending_trim:
+            # closed with no record left after the trimmed ones: the rest of the shard is gone
+            self._report_trimmed(self._pending_trim.pop(shard_id))
         self._count(changes)
         return ShardRead(shard_id, changes, last, drained=next_iterator is None)
 

@@ -41,13 +41,21 @@ class MemoryCheckpoints:
 
     def __init__(self) -> None:
         self.saved: dict[str, dict[str, str]] = {}
+        self.drained: dict[str, set[str]] = {}
         self.trimmed: list[TrimmedRange] = []
 
     def load(self, stream_arn: str) -> dict[str, str]:
         return dict(self.saved.get(stream_arn, {}))
 
-    def save(self, stream_arn: str, shard_id: str, sequence_number: str) -> None:
+    def load_drained(self, stream_arn: str) -> set[str]:
+        return set(self.drained.get(stream_arn, set()))
+
+    def save(
+        self, stream_arn: str, shard_id: str, sequence_number: str, *, drained: bool = False
+    ) -> None:
         self.saved.setdefault(stream_arn, {})[shard_id] = sequence_number
+        if drained:
+            self.drained.setdefault(stream_arn, set()).add(shard_id)
 
     def record_trimmed(self, stream_arn: str, trimmed: TrimmedRange) -> None:
         self.trimmed.append(trimmed)

@@ -14,6 +14,7 @@ import pytest
 
 from footfall import Activity, Settings, load_settings
 from footfall._clickhouse import ClickHouse
+from footfall._migrate import migrate
 from footfall._synthetic import synthetic_activities
 from ingest import Tracker
 from sync import EmbeddedSync
@@ -99,11 +100,13 @@ class FailingSave(ClickHouseCheckpoints):
 
     failed = False
 
-    def save(self, stream_arn: str, shard_id: str, sequence_number: str) -> None:
+    def save(
+        self, stream_arn: str, shard_id: str, sequence_number: str, *, drained: bool = False
+    ) -> None:
         if not FailingSave.failed:
             FailingSave.failed = True
             raise RuntimeError("crash after the write, before the checkpoint")
-        super().save(stream_arn, shard_id, sequence_number)
+        super().save(stream_arn, shard_id, sequence_number, drained=drained)
 
 
 def test_a_crash_between_write_and_checkpoint_duplicates_nothing(
@@ -123,6 +126,18 @@ def test_a_crash_between_write_and_checkpoint_duplicates_nothing(
         "SELECT type, count() AS n FROM activities FINAL WHERE type = 'emb-crash' GROUP BY type"
     ).to_pylist()
     assert {r["type"]: r["n"] for r in got} == dict(expected)
+
+
+def test_the_checkpoint_store_keeps_which_shards_were_drained(ch: ClickHouse) -> None:
+    migrate(ch)  # 0004 adds the flag to the table 0003 made
+    state = ClickHouseCheckpoints(ch)
+    stream = f"arn:drained:{uuid.uuid4().hex[:8]}"
+    state.save(stream, "P", "2")
+    state.save(stream, "P", "3", drained=True)  # the read that found P's end
+    state.save(stream, "C", "5")
+    state.save(f"{stream}:other", "C", "9", drained=True)
+    assert state.load(stream) == {"P": "3", "C": "5"}
+    assert state.load_drained(stream) == {"P"}
 
 
 class ScriptedStreams:

@@ -18,6 +18,7 @@ class FlakyStore:
     def __init__(self) -> None:
         self.down = False
         self.saved: list[tuple[str, str, str]] = []
+        self.drained: set[tuple[str, str]] = set()  # (stream, shard) saved as drained
         self.trimmed: list[tuple[str, Any]] = []
 
     def _check(self) -> None:
@@ -28,9 +29,17 @@ class FlakyStore:
         self._check()
         return {shard: seq for stream, shard, seq in self.saved if stream == stream_arn}
 
-    def save(self, stream_arn: str, shard_id: str, sequence_number: str) -> None:
+    def load_drained(self, stream_arn: str) -> set[str]:
+        self._check()
+        return {shard for stream, shard in self.drained if stream == stream_arn}
+
+    def save(
+        self, stream_arn: str, shard_id: str, sequence_number: str, *, drained: bool = False
+    ) -> None:
         self._check()
         self.saved.append((stream_arn, shard_id, sequence_number))
+        if drained:
+            self.drained.add((stream_arn, shard_id))
 
     def record_trimmed(self, stream_arn: str, trimmed: TrimmedRange) -> None:
         self._check()
@@ -96,8 +105,10 @@ class SlowStore(FlakyStore):
         super().__init__()
         self.checkpoints = checkpoints
 
-    def save(self, stream_arn: str, shard_id: str, sequence_number: str) -> None:
-        super().save(stream_arn, shard_id, sequence_number)
+    def save(
+        self, stream_arn: str, shard_id: str, sequence_number: str, *, drained: bool = False
+    ) -> None:
+        super().save(stream_arn, shard_id, sequence_number, drained=drained)
         if sequence_number == "100":
             self.checkpoints[0].save(stream_arn, shard_id, "300")
 
@@ -121,3 +132,19 @@ def test_loading_sees_the_checkpoints_still_pending() -> None:
     checkpoints.save("s", "shard-1", "200")  # a relay that lost and regained leadership
     checkpoints.save("other", "shard-1", "999")
     assert checkpoints.load("s") == {"shard-1": "200", "shard-2": "7"}
+
+
+def test_a_drained_shard_pending_through_an_outage_is_stored_as_drained() -> None:
+    store = FlakyStore()
+    checkpoints = DeferredCheckpoints(store, eager=False)  # type: ignore[arg-type]
+    store.drained.add(("s", "shard-0"))
+    store.down = True
+    checkpoints.save("s", "shard-1", "100")
+    checkpoints.save("s", "shard-1", "120", drained=True)  # the read that found its end
+    checkpoints.save("s", "shard-2", "50")
+    assert not checkpoints.flush()
+    store.down = False
+    assert checkpoints.load_drained("s") == {"shard-0", "shard-1"}  # pending ones included
+    assert checkpoints.flush() and checkpoints.pending == 0
+    assert store.drained == {("s", "shard-0"), ("s", "shard-1")}
+    assert ("s", "shard-1", "120") in store.saved
