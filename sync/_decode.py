@@ -54,6 +54,7 @@ __all__ = [
     "cdc_key",
     "decode_cdc",
     "decode_event",
+    "decode_event_object",
     "decode_stream_record",
     "encode_cdc",
     "flatten_attributes",
