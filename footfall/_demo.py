@@ -203,6 +203,7 @@ def mirror(settings: Settings, expected: int, on_progress: Progress) -> Mirrored
             if handled:
                 on_progress(handled)
                 idle_since = None
+                runner.pacing.busy()
                 continue
             if total >= expected:
                 break
@@ -210,5 +211,5 @@ def mirror(settings: Settings, expected: int, on_progress: Progress) -> Mirrored
             if time.monotonic() - idle_since > IDLE_SECONDS:
                 log.warning("the stream gave %s records, %s expected", total, expected)
                 break
-            time.sleep(runner.poll_interval)
+            time.sleep(runner.pacing.idle())
     return Mirrored(total, time.perf_counter() - started)

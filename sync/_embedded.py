@@ -28,7 +28,7 @@ from ._metrics import SyncMetrics
 from ._rollup import RollupKeeper
 from ._sink import Sink
 from ._state import ClickHouseCheckpoints, DeadLetter, store_dead_letters
-from ._streams import StreamRelay
+from ._streams import IdlePacing, StreamRelay
 
 __all__ = ["EmbeddedSync"]
 
@@ -48,13 +48,16 @@ class EmbeddedSync:
         ch: ClickHouse | None = None,
         *,
         poll_interval: float = 0.05,
+        poll_idle_max: float = 0.25,
         metrics: SyncMetrics | None = None,
     ) -> None:
+        """`poll_interval`: the wait after a round that found nothing, doubling while rounds
+        stay empty up to `poll_idle_max` (see `IdlePacing`)."""
         self.settings = settings or load_settings()
         self._own_ch = ch is None
         self.ch = ch or connect(self.settings)
         migrate(self.ch)
-        self.poll_interval = poll_interval
+        self.pacing = IdlePacing(poll_interval, poll_idle_max)
         self.metrics = metrics or SyncMetrics()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -123,8 +126,10 @@ class EmbeddedSync:
                 handled = self.run_once()
                 if self.rollup.due(idle=not handled):
                     self.rollup.refresh()
-                if not handled:
-                    self._stop.wait(self.poll_interval)
+                if handled:
+                    self.pacing.busy()
+                else:
+                    self._stop.wait(self.pacing.idle())
             except Exception as exc:
                 if self._stop.is_set():
                     return

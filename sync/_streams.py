@@ -33,7 +33,7 @@ from ._lineage import IteratorStart, TrimmedRange, parse_shards, plan_reads
 if TYPE_CHECKING:
     from mypy_boto3_dynamodbstreams import DynamoDBStreamsClient
 
-__all__ = ["CheckpointStore", "ShardRead", "StreamRelay", "stream_arn_of"]
+__all__ = ["CheckpointStore", "IdlePacing", "ShardRead", "StreamRelay", "stream_arn_of"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,36 @@ class CheckpointStore(Protocol):
     ) -> None: ...
 
     def record_trimmed(self, stream_arn: str, trimmed: TrimmedRange) -> None: ...
+
+
+@dataclass(slots=True)
+class IdlePacing:
+    """How long a relay waits before its next round once rounds find nothing.
+
+    A round that handed on records is followed by the next one at once (`busy()`). After an
+    empty round the wait starts at `first_s` and doubles with every further empty round up to
+    `max_s`: a stream that just went quiet is still polled quickly, one idle for a while is
+    polled `1 / max_s` times a second per shard instead of `1 / first_s` (on AWS every
+    GetRecords call is billed, and a shard serves few readers before it throttles). The price
+    is the first record after a quiet spell: it waits up to `max_s` for its round.
+    """
+
+    first_s: float = 0.05
+    max_s: float = 0.25
+    _next: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first_s <= self.max_s:
+            raise ValueError(f"expected 0 < first_s <= max_s, not {self.first_s}, {self.max_s}")
+
+    def busy(self) -> None:
+        """A round handed records on: the next empty round waits `first_s` again."""
+        self._next = 0.0
+
+    def idle(self) -> float:
+        """A round found nothing: how long to wait before the next."""
+        self._next = min(self.max_s, 2 * self._next) if self._next else self.first_s
+        return self._next
 
 
 @dataclass(slots=True)

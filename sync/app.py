@@ -75,7 +75,7 @@ from ._packs import decode_pack
 from ._rollup import RollupKeeper
 from ._sink import Sink, Source
 from ._state import ClickHouseCheckpoints, DeferredCheckpoints
-from ._streams import StreamRelay
+from ._streams import IdlePacing, StreamRelay
 
 __all__ = ["SyncOptions", "create_app"]
 
@@ -94,7 +94,8 @@ class SyncOptions:
     # a trickle is written when it pauses, not max_wait_s later; a backlog never pauses.
     idle_cut_s: float = 0.02
     relay: bool = True
-    relay_interval_s: float = 0.05
+    relay_interval_s: float = 0.05  # the wait after a relay round that found nothing ...
+    relay_idle_max_s: float = 0.25  # ... doubling while rounds stay empty, up to this (IdlePacing)
     checkpoint_interval_s: float = 0.2  # the relay's checkpoints are stored this often
     shard_refresh_s: float = 1.0  # the stream's shards are listed this often (and on a drain)
     metrics_port: int = 6066  # Faust's web server serves /metrics here (0: pick a free port)
@@ -461,6 +462,7 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         if not options.relay:
             return
         failures = 0
+        pacing = IdlePacing(options.relay_interval_s, options.relay_idle_max_s)
         while not app.should_stop:
             handled = 0
             try:
@@ -475,8 +477,10 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
                 log.warning("relay round failed (%s); retrying", exc)
                 await asyncio.sleep(min(RETRY_CAP_S, 0.2 * 2**failures))
                 continue
-            if not handled:
-                await asyncio.sleep(options.relay_interval_s)
+            if handled:
+                pacing.busy()
+            else:
+                await asyncio.sleep(pacing.idle())
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -140,6 +140,24 @@ def test_the_checkpoint_store_keeps_which_shards_were_drained(ch: ClickHouse) ->
     assert state.load_drained(stream) == {"P"}
 
 
+def test_an_idle_runner_polls_less_and_less_often(table_settings: Settings, ch: ClickHouse) -> None:
+    runner = EmbeddedSync(table_settings, ch, poll_interval=0.01, poll_idle_max=0.04)
+    waits: list[float] = []
+
+    def wait(timeout: float) -> bool:  # stands in for the stop event's wait: no real sleep
+        waits.append(timeout)
+        if len(waits) == 5:
+            runner._stop.set()
+        return runner._stop.is_set()
+
+    runner._stop.wait = wait  # type: ignore[method-assign]
+    try:
+        runner.run()  # earlier tests' records first (no wait), then idle rounds
+    finally:
+        runner.close()
+    assert waits == [0.01, 0.02, 0.04, 0.04, 0.04]
+
+
 class ScriptedStreams:
     """The real Streams client, with one scripted failure injected on the wire's answer."""
 

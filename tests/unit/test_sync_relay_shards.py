@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import botocore.exceptions
+import pytest
 
 from footfall import load_settings
 from sync._lineage import TrimmedRange
-from sync._streams import StreamRelay
+from sync._streams import IdlePacing, StreamRelay
 
 ARN = "arn:aws:dynamodb:local:000:table/t/stream/1"
 
@@ -212,3 +213,17 @@ def test_a_closed_shard_trimmed_to_its_end_is_reported_lost() -> None:
     assert [(t.shard_id, t.after_sequence_number) for t in checkpoints.trimmed] == [("P", "2")]
     assert checkpoints.trimmed[0].until_sequence_number is None  # the whole rest of P
     assert checkpoints.drained == {"P"}
+
+
+def test_idle_rounds_wait_longer_and_longer_up_to_the_cap_and_a_busy_one_resets() -> None:
+    pacing = IdlePacing(0.05, 0.25)
+    assert [pacing.idle() for _ in range(5)] == [0.05, 0.1, 0.2, 0.25, 0.25]
+    pacing.busy()
+    assert pacing.idle() == 0.05
+
+
+def test_idle_pacing_refuses_a_first_wait_above_its_cap() -> None:
+    with pytest.raises(ValueError, match="first_s <= max_s"):
+        IdlePacing(0.5, 0.25)
+    with pytest.raises(ValueError, match="0 < first_s"):
+        IdlePacing(0.0, 0.25)
