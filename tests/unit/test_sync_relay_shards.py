@@ -165,7 +165,8 @@ def rounds(reader: StreamRelay, n: int = 3) -> None:
             reader.commit(read)
 
 
-def test_a_drained_shard_that_leaves_the_listing_is_forgotten_not_reported_lost() -> None:
+def drained_then_expired() -> tuple[Lineage, Checkpoints, StreamRelay]:
+    """P read to its end by a relay, then gone from the listing (the relay has not polled since)."""
     stream, checkpoints = Lineage(), Checkpoints()
     reader = relay(stream, 0.0, checkpoints)
     rounds(reader)
@@ -173,17 +174,17 @@ def test_a_drained_shard_that_leaves_the_listing_is_forgotten_not_reported_lost(
     rounds(reader)
     assert checkpoints.drained == {"P"} and checkpoints.saved == {"P": "2"}
     stream.expire()
+    return stream, checkpoints, reader
+
+
+def test_a_drained_shard_that_leaves_the_listing_is_forgotten_not_reported_lost() -> None:
+    _stream, checkpoints, reader = drained_then_expired()
     rounds(reader)
     assert reader.stats.trimmed == [] and checkpoints.trimmed == []
 
 
 def test_a_restarted_relay_knows_which_expired_shards_were_drained() -> None:
-    stream, checkpoints = Lineage(), Checkpoints()
-    first = relay(stream, 0.0, checkpoints)
-    rounds(first)
-    stream.roll_over()
-    rounds(first)
-    stream.expire()
+    stream, checkpoints, _first = drained_then_expired()
     restarted = relay(stream, 0.0, checkpoints)
     rounds(restarted)
     assert restarted.stats.trimmed == [] and checkpoints.trimmed == []
