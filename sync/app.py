@@ -141,6 +141,12 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         raise ConfigError(
             "FOOTFALL_KAFKA_BROKER", None, "kafka://host:port (the worker needs Kafka)"
         )
+    if not 0 < options.relay_interval_s <= options.relay_idle_max_s:
+        raise ConfigError(
+            "SyncOptions.relay_interval_s",
+            options.relay_interval_s,
+            f"more than 0 and at most relay_idle_max_s ({options.relay_idle_max_s})",
+        )
     app = faust.App(
         f"{settings.topic_prefix}-sync",
         broker=";".join(f"kafka://{server}" for server in kafka.bootstrap_servers),

@@ -12,7 +12,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from footfall import Activity, Settings, load_settings
+from footfall import Activity, ConfigError, Settings, load_settings
 from footfall._clickhouse import ClickHouse
 from footfall._migrate import migrate
 from footfall._synthetic import synthetic_activities
@@ -156,6 +156,11 @@ def test_an_idle_runner_polls_less_and_less_often(table_settings: Settings, ch: 
     finally:
         runner.close()
     assert waits == [0.01, 0.02, 0.04, 0.04, 0.04]
+
+
+def test_the_runner_refuses_a_first_wait_above_its_idle_cap(table_settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="at most poll_idle_max"):
+        EmbeddedSync(table_settings, poll_interval=0.5, poll_idle_max=0.25)
 
 
 class ScriptedStreams:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from footfall import Settings
+import pytest
+
+from footfall import ConfigError, Settings
 from footfall._cli_sync import worker
 from sync.app import SyncOptions, create_app
 
@@ -35,3 +37,10 @@ def test_the_worker_fetches_what_sync_options_ask_per_partition(tmp_path: Path) 
     assert SyncOptions().fetch_bytes_per_partition == 8 << 20
     app = create_app(settings, SyncOptions(fetch_bytes_per_partition=3 << 20, metrics_port=0))
     assert app.conf.consumer_max_fetch_size == 3 << 20
+
+
+def test_the_worker_refuses_a_relay_wait_above_its_idle_cap(tmp_path: Path) -> None:
+    settings = Settings(kafka_broker="kafka://127.0.0.1:9", home=tmp_path)
+    options = SyncOptions(relay_interval_s=0.5, relay_idle_max_s=0.25, metrics_port=0)
+    with pytest.raises(ConfigError, match="at most relay_idle_max_s"):
+        create_app(settings, options)
