@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from sync.app import SyncOptions
 from tests.faults._support import (
     Expected,
     Pipeline,
@@ -32,11 +33,17 @@ from tests.faults._support import (
 
 OUTAGE_S = 30.0
 RECOVERY_LIMIT_S = 10.0
-# The worker holds at most MAX_ROWS rows per input while a write is stuck, plus Faust's stream
-# buffer (4096 events): with ~1.2 KB events some tens of MB, whatever the backlog grows to.
+# While a write is stuck the worker holds at most MAX_ROWS rows per input, Faust's stream buffer
+# (1,024 messages) and what aiokafka fetched: up to SyncOptions.fetch_bytes_per_partition a
+# partition, held as bytes and as the records decoded from them. With ~1.2 KB events some tens
+# of MB, whatever the backlog grows to. 64 MiB was the bound with 1 MiB fetches (the flood
+# measured +25 MB then); the 8 MiB fetches add twice their extra 7 MiB per partition (the flood
+# measured +71 MB, level after 9 s).
 MAX_ROWS = 1_000
 PAD = 1_000
-MEMORY_LIMIT_KIB = 64 * 1024
+PARTITIONS = 3  # pipeline()'s
+EXTRA_FETCH_KIB = 2 * PARTITIONS * (SyncOptions().fetch_bytes_per_partition - (1 << 20)) // 1024
+MEMORY_LIMIT_KIB = 64 * 1024 + EXTRA_FETCH_KIB
 PLATEAU_KIB = 8 * 1024  # growth allowed in the last third of the outage
 
 
