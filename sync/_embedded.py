@@ -18,7 +18,7 @@ import time
 from types import TracebackType
 
 from footfall._clickhouse import ClickHouse, connect
-from footfall._errors import ConfigError, StoreError
+from footfall._errors import StoreError
 from footfall._migrate import migrate
 from footfall._settings import Settings, load_settings
 
@@ -53,14 +53,13 @@ class EmbeddedSync:
     ) -> None:
         """`poll_interval`: the wait after a round that found nothing, doubling while rounds
         stay empty up to `poll_idle_max` (see `IdlePacing`)."""
-        if not 0 < poll_interval <= poll_idle_max:
-            expected = f"more than 0 and at most poll_idle_max ({poll_idle_max})"
-            raise ConfigError("poll_interval", poll_interval, expected)
+        self.pacing = IdlePacing(
+            poll_interval, poll_idle_max, names=("poll_interval", "poll_idle_max")
+        )
         self.settings = settings or load_settings()
         self._own_ch = ch is None
         self.ch = ch or connect(self.settings)
         migrate(self.ch)
-        self.pacing = IdlePacing(poll_interval, poll_idle_max)
         self.metrics = metrics or SyncMetrics()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

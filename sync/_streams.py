@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from footfall._dynamodb import make_client, make_streams_client, translate_error
-from footfall._errors import StoreError
+from footfall._errors import ConfigError, StoreError
 from footfall._settings import Settings
 
 from ._decode import Change, Poison, Retention, RowChange, Skip, decode_stream_record
@@ -67,11 +67,15 @@ class IdlePacing:
 
     first_s: float = 0.05
     max_s: float = 0.25
+    # how the caller names the two waits, for the error a bad pair raises
+    names: tuple[str, str] = ("first_s", "max_s")
     _next: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.first_s <= self.max_s:
-            raise ValueError(f"expected 0 < first_s <= max_s, not {self.first_s}, {self.max_s}")
+            first, cap = self.names
+            expected = f"more than 0 and at most {cap} ({self.max_s})"
+            raise ConfigError(first, self.first_s, expected)
 
     def busy(self) -> None:
         """A round handed records on: the next empty round waits `first_s` again."""
@@ -189,8 +193,9 @@ class StreamRelay:
         the read that found the shard's end, that it is drained)."""
         sequence = read.last_sequence
         if sequence is None and read.drained:
-            sequence = self._committed.get(read.shard_id)  # a shard never read has none: no
-            # checkpoint, so nothing can report it lost either
+            # the end held no new record: mark the last checkpoint drained (a shard never read
+            # has none, and without a checkpoint nothing can report it lost either)
+            sequence = self._committed.get(read.shard_id)
         if sequence is not None:
             self.checkpoints.save(self.stream_arn, read.shard_id, sequence, drained=read.drained)
             self._committed[read.shard_id] = sequence

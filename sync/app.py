@@ -141,12 +141,11 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         raise ConfigError(
             "FOOTFALL_KAFKA_BROKER", None, "kafka://host:port (the worker needs Kafka)"
         )
-    if not 0 < options.relay_interval_s <= options.relay_idle_max_s:
-        raise ConfigError(
-            "SyncOptions.relay_interval_s",
-            options.relay_interval_s,
-            f"more than 0 and at most relay_idle_max_s ({options.relay_idle_max_s})",
-        )
+    relay_pacing = IdlePacing(  # checked here, at start, not first inside the relay's task
+        options.relay_interval_s,
+        options.relay_idle_max_s,
+        names=("SyncOptions.relay_interval_s", "relay_idle_max_s"),
+    )
     app = faust.App(
         f"{settings.topic_prefix}-sync",
         broker=";".join(f"kafka://{server}" for server in kafka.bootstrap_servers),
@@ -468,7 +467,6 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
         if not options.relay:
             return
         failures = 0
-        pacing = IdlePacing(options.relay_interval_s, options.relay_idle_max_s)
         while not app.should_stop:
             handled = 0
             try:
@@ -484,9 +482,9 @@ def create_app(settings: Settings | None = None, options: SyncOptions | None = N
                 await asyncio.sleep(min(RETRY_CAP_S, 0.2 * 2**failures))
                 continue
             if handled:
-                pacing.busy()
+                relay_pacing.busy()
             else:
-                await asyncio.sleep(pacing.idle())
+                await asyncio.sleep(relay_pacing.idle())
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 import botocore.exceptions
 import pytest
 
-from footfall import load_settings
+from footfall import ConfigError, load_settings
 from sync._lineage import TrimmedRange
 from sync._streams import IdlePacing, StreamRelay
 
@@ -224,7 +224,7 @@ def test_idle_rounds_wait_longer_and_longer_up_to_the_cap_and_a_busy_one_resets(
 
 
 def test_idle_pacing_refuses_a_first_wait_above_its_cap() -> None:
-    with pytest.raises(ValueError, match="first_s <= max_s"):
+    with pytest.raises(ConfigError, match=r"first_s=0\.5: expected more than 0 and at most max_s"):
         IdlePacing(0.5, 0.25)
-    with pytest.raises(ValueError, match="0 < first_s"):
+    with pytest.raises(ConfigError, match=r"first_s=0\.0: expected more than 0 and at most max_s"):
         IdlePacing(0.0, 0.25)
